@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up themselves:
+# a virtual environment in .venv, the package and its dependencies, and Apache Kafka's jars
+# (from Maven Central, into deploy/kafka/lib). Needs Python 3.11, Java 17+ and Maven on PATH.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+KAFKA_JARS := deploy/kafka/lib/.fetched
+
+.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean
+
+demo: $(STAMP) $(KAFKA_JARS)
+	$(BIN)/signals demo
+
+test: $(STAMP) $(KAFKA_JARS)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: $(STAMP) $(KAFKA_JARS)
+	$(BIN)/python -m pytest -m integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check stream tests models_onnx/scripts
+	$(BIN)/mypy
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+kafka: $(KAFKA_JARS)
+
+$(KAFKA_JARS): deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) not found; it fetches Kafka from Maven Central"; exit 2; }
+	@command -v java >/dev/null || { echo "error: java not found; the local Kafka broker needs Java 17+"; exit 2; }
+	rm -rf deploy/kafka/lib
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+clean:
+	-$(BIN)/signals broker stop --clean 2>/dev/null
+	rm -rf .kafka deploy/kafka/lib

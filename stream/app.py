@@ -1,0 +1,158 @@
+"""The thin Faust shell: topics, one table, two agents. All logic lives in the pure core.
+
+* ``enrich`` reads ``content.events.v1`` in micro-batches (``take_events``), runs
+  `stream.pipeline.process_batch` in a worker thread (ONNX Runtime releases the GIL, the event loop
+  keeps heart-beating), and sends signals, enriched records and dead letters.
+* ``aggregate`` reads ``content.enriched.v1`` one event at a time (Faust tables can only be written
+  inside stream iteration), folds it into its windows with `stream.windows.WindowAggregator`, whose
+  state is the changelogged table ``window-aggregates``, and sends each window as it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+import structlog
+
+from stream.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.records import Position, RawMessage
+from stream.settings import Settings
+from stream.sinks import FaustSink, Sink
+from stream.windows import WindowAggregator, WindowSpec
+
+log = structlog.get_logger("stream.app")
+
+TABLE_NAME = "window-aggregates"
+
+
+@dataclass
+class SignalsApp:
+    """The Faust app and the handles tests need (agents, table, aggregator, sink)."""
+
+    app: faust.App
+    enrich: Any
+    aggregate: Any
+    table: Any
+    aggregator: WindowAggregator
+    sink: Sink
+
+
+def window_specs(settings: Settings) -> tuple[WindowSpec, ...]:
+    return (WindowSpec(settings.tumbling_window_s * 1000, settings.tumbling_window_s * 1000),
+            WindowSpec(settings.hopping_window_s * 1000, settings.hopping_step_s * 1000))
+
+
+def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None,
+               broker: str | None = None) -> SignalsApp:
+    """Build the app. `broker` ``memory://`` and a `ListSink` give an app for agent tests."""
+    app = faust.App(settings.app_id, **faust_options(settings, broker))
+    topics = declare_topics(app, settings)
+    sink = sink or FaustSink({name: topic for name, topic in topics.items()})
+    table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
+                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
+    aggregator = WindowAggregator(table, window_specs(settings), settings.window_grace_s * 1000)
+    table.on_recover(_invalidate_on_recover(aggregator))
+    names = settings.topics
+
+    @app.agent(topics[names.events])
+    async def enrich(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max_size,
+                                              within=settings.batch_max_wait_s):
+            messages = [raw_message(event) for event in batch]
+            output = await asyncio.to_thread(process_batch, pipeline, messages)
+            await send_all(sink, names.signals, output.signals)
+            await send_all(sink, names.enriched, output.enriched)
+            await send_all(sink, names.dlq, output.dead_letters)
+            log_batch(messages, len(output.signals), output.dead_letters)
+
+    @app.agent(topics[names.enriched])
+    async def aggregate(stream: Any) -> None:
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            closed = aggregator.update(record["group"], record, event.message.partition)
+            for window in closed:
+                await sink.send(names.windows, OutRecord(window["group"].encode(), dumps(window)))
+                log.info("window_closed", group=window["group"], window=window["window"]["name"],
+                         start_ms=window["window"]["start_ms"], count=window["count"])
+
+    return SignalsApp(app, enrich, aggregate, table, aggregator, sink)
+
+
+def declare_topics(app: faust.App, settings: Settings) -> dict[str, Any]:
+    """Every topic with its partition count, raw bytes in and out (we serialise ourselves)."""
+    return {name: app.topic(name, partitions=settings.partitions, key_serializer="raw",
+                            value_serializer="raw", replicas=settings.replication_factor)
+            for name in settings.topics.all()}
+
+
+def raw_message(event: Any) -> RawMessage:
+    message = event.message
+    timestamp = message.timestamp
+    return RawMessage(
+        value=message.value, key=message.key,
+        position=Position(message.topic, message.partition, message.offset),
+        timestamp_ms=int(timestamp * 1000) if timestamp else None)
+
+
+async def send_all(sink: Sink, topic: str, records: Sequence[OutRecord]) -> None:
+    for record in records:
+        await sink.send(topic, record)
+
+
+def log_batch(messages: Sequence[RawMessage], n_signals: int,
+              dead_letters: Sequence[OutRecord]) -> None:
+    first, last = messages[0].position, messages[-1].position
+    log.info("batch_processed", size=len(messages), signals=n_signals,
+             dead_letters=len(dead_letters), topic=first.topic, partition=first.partition,
+             first_offset=first.offset, last_offset=last.offset)
+    for record in dead_letters:
+        letter = orjson.loads(record.value)
+        log.warning("dead_letter", reason=letter["error"]["class"],
+                    detail=letter["error"]["message"], **letter["source"])
+
+
+def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
+    async def on_recover() -> None:
+        aggregator.invalidate_index()
+    return on_recover
+
+
+def faust_options(settings: Settings, broker: str | None) -> dict[str, Any]:
+    servers = [f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")]
+    options: dict[str, Any] = {
+        "broker": broker or servers, "store": "memory://", "autodiscover": False,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "table_cleanup_interval": settings.table_cleanup_interval_s,
+        "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
+        "web_enabled": False, "web_port": settings.web_port,
+        "producer_acks": -1, "table_standby_replicas": 0,
+    }
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        options["broker_credentials"] = credentials
+    return options
+
+
+def faust_credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings) if "SSL" in settings.security_protocol else None
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.sasl_username, password=settings.sasl_password,
+        mechanism=settings.sasl_mechanism, ssl_context=context)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if settings.ssl_certfile:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    return context

@@ -1,0 +1,173 @@
+"""The one settings object: frozen, loaded once, passed down.
+
+`Settings.load(environ, overrides)` reads ``SIGNALS_*`` environment variables (the field name in
+upper case, e.g. ``SIGNALS_BATCH_MAX_SIZE=128``), applies CLI overrides on top, checks every value
+and returns an immutable object. Nothing in the package reads the environment at import time; the
+CLI calls `load` once and hands the result to whatever it starts.
+
+``KAFKA_BOOTSTRAP_SERVERS`` is honoured as a fallback for ``SIGNALS_BOOTSTRAP_SERVERS`` because
+that is the name Kafka tooling (and this project's test fixture) already uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from stream.errors import ConfigError
+
+ENV_PREFIX = "SIGNALS_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Names of every topic the pipeline reads or writes."""
+
+    events: str = "content.events.v1"
+    signals: str = "content.signals.v1"
+    enriched: str = "content.enriched.v1"
+    windows: str = "signals.windows.v1"
+    dlq: str = "content.events.dlq.v1"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.events, self.signals, self.enriched, self.windows, self.dlq)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a worker or tool needs to know; see README "Configuration" for each field."""
+
+    app_id: str = "content-signals"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    topic_prefix: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    batch_max_size: int = 64
+    batch_max_wait_s: float = 0.5
+    encoder_bucket_size: int = 32
+    model_threads: int = 2
+    models_dir: Path = REPO_ROOT / "models_onnx"
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    max_event_bytes: int = 262_144
+    include_embedding: bool = True
+    tumbling_window_s: int = 60
+    hopping_window_s: int = 300
+    hopping_step_s: int = 60
+    window_grace_s: int = 10
+    table_cleanup_interval_s: float = 5.0
+    worker_data_dir: Path = REPO_ROOT / ".kafka" / "worker"
+    web_port: int = 6066
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def topics(self) -> Topics:
+        p = self.topic_prefix
+        base = Topics()
+        return Topics(*(p + name for name in base.all()))
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.models_dir / "manifest.json"
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Settings from ``SIGNALS_*`` variables, then ``overrides`` (CLI flags; None = unset)."""
+        values: dict[str, Any] = {}
+        if "KAFKA_BOOTSTRAP_SERVERS" in environ:
+            values["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.name, f.type, raw, ENV_PREFIX + f.name.upper())
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                values[name] = _coerce(name, _field_type(cls, name), value, flag)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        """A checked copy with some fields changed (tests and tools use it)."""
+        new = dataclasses.replace(self, **changes)
+        new.check()
+        return new
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first setting that cannot work."""
+        _require(bool(self.bootstrap_servers.strip()), "bootstrap_servers is empty; "
+                 "set SIGNALS_BOOTSTRAP_SERVERS=host:port[,host:port]")
+        _require(self.security_protocol in _SECURITY_PROTOCOLS,
+                 f"security_protocol={self.security_protocol!r}; use one of {_SECURITY_PROTOCOLS}")
+        _require(self.sasl_mechanism in _SASL_MECHANISMS,
+                 f"sasl_mechanism={self.sasl_mechanism!r}; use one of {_SASL_MECHANISMS}")
+        if self.security_protocol.startswith("SASL"):
+            _require(bool(self.sasl_username and self.sasl_password),
+                     "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
+        for name in ("partitions", "replication_factor", "batch_max_size", "encoder_bucket_size",
+                     "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
+                     "hopping_step_s"):
+            _require(getattr(self, name) >= 1, f"{name}={getattr(self, name)}; it must be >= 1")
+        _require(self.batch_max_wait_s > 0,
+                 f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
+        _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
+        _require(self.hopping_window_s % self.hopping_step_s == 0,
+                 f"hopping_window_s={self.hopping_window_s} is not a multiple of "
+                 f"hopping_step_s={self.hopping_step_s}")
+        _require(self.log_format in _LOG_FORMATS,
+                 f"log_format={self.log_format!r}; use one of {_LOG_FORMATS}")
+        _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+                 f"log_level={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _field_type(cls: type[Settings], name: str) -> Any:
+    for f in fields(cls):
+        if f.name == name:
+            return f.type
+    raise ConfigError(f"unknown setting {name!r}")
+
+
+def _coerce(name: str, type_name: Any, raw: Any, source: str) -> Any:
+    """Convert a string (or CLI value) to the field's type, or say what is wrong with it."""
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "str")
+    if not isinstance(raw, str):
+        return Path(raw) if kind == "Path" else raw
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{source}={raw!r} is not a number ({name} expects a {kind})") from None
+    if kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{source}={raw!r} is not a boolean; use true or false")
+    if kind == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,54 @@
+"""Shared fixtures: settings, the real model pipeline, a real Kafka broker for integration tests.
+
+The broker fixture uses the cluster named by ``KAFKA_BOOTSTRAP_SERVERS`` when that is set, and
+otherwise starts the project's own single-node Kafka (fetched from Maven Central) on free ports,
+once per test session, and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.broker import LocalBroker
+from stream.pipeline import Pipeline
+from stream.settings import REPO_ROOT, Settings
+from stream.worker import build_pipeline
+
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.load({}, {"model_threads": 1})
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> Pipeline:
+    return build_pipeline(settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    data_dir: Path = tmp_path_factory.mktemp("kafka")
+    broker = LocalBroker(data_dir=data_dir, port=_free_port(), controller_port=_free_port())
+    broker.start(timeout_s=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop(clean=True)

@@ -1,0 +1,113 @@
+"""The whole pipeline on a real Kafka broker: N valid + M malformed events in, N signals with the
+encoder's output, M dead letters with reasons, the right window counts out, and nothing lost."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from stream.kafka_io import ensure_topics, produce
+from stream.settings import Settings
+from tests.integration.helpers import collect, running_worker, values
+
+pytestmark = pytest.mark.integration
+
+T0 = "2026-01-05T10:{:02d}:{:02d}Z"  # event times are fixed history: windows use event time
+
+
+@pytest.fixture
+def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
+        app_id=f"signals-it-{run}", topic_prefix=f"it-{run}.", partitions=2,
+        worker_data_dir=tmp_path / "worker", batch_max_size=16, batch_max_wait_s=0.2,
+        model_threads=1, window_grace_s=120, log_format="json")
+
+
+def valid_event(i: int, minute: int, second: int, content_type: str, market: str) -> dict[str, Any]:
+    text_field = {"text": f"Comment number {i}: loved this episode"} if content_type == "comment" \
+        else {"title": f"Episode {i}: the history of jazz", "description": "Music and culture."}
+    return {"event_id": f"it-{i}", "event_type": "content.published", "content_id": f"c-{i}",
+            "content_type": content_type, "event_time": T0.format(minute, second),
+            "market": market, **text_field}
+
+
+def test_every_event_ends_as_one_signal_or_one_dead_letter(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    # Group A (episode × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
+    # Group B (comment × GB): 4 events in [10:00, 10:01). The enriched topic is re-keyed, so
+    # records from the two input partitions interleave there: 120 s of grace absorbs that.
+    # Once those are processed, one "closer" per group at 10:20 moves each partition's stream
+    # time past every earlier window end + grace, so they close.
+    group_a = [valid_event(i, 0, 10 * i, "episode", "US") for i in range(5)]
+    group_a += [valid_event(5 + i, 1, 5 + 10 * i, "episode", "US") for i in range(3)]
+    group_b = [valid_event(8 + i, 0, 7 + 10 * i, "comment", "GB") for i in range(4)]
+    closers = [valid_event(12, 20, 0, "episode", "US"), valid_event(13, 20, 0, "comment", "GB")]
+    valid = group_a + group_b + closers
+    malformed = [
+        b'{"event_id": "broken", ',                                   # invalid JSON
+        b'{"event_id": "latin1", "title": "caf\xe9"}',               # invalid UTF-8
+        orjson.dumps({**valid_event(90, 0, 1, "show", "US"), "content_type": "podcast"}),
+        orjson.dumps({**valid_event(91, 0, 1, "show", "US"), "title": "   ",
+                      "description": ""}),                            # no text
+        orjson.dumps({**valid_event(92, 0, 1, "show", "US"), "description": "x" * 20001}),
+    ]
+    first = [(e["content_id"].encode(), orjson.dumps(e)) for e in group_a + group_b]
+    first += [(b"bad", m) for m in malformed]
+    topics = it_settings.topics
+    all_topics = [topics.signals, topics.dlq, topics.windows, topics.events]
+    ensure_topics(it_settings)
+    produce(it_settings, topics.events, first)
+
+    log = tmp_path / "worker.log"
+    expected_windows = 2 + 1 + 5 * 2  # tumbling A: 2, tumbling B: 1, hopping: 5 per group
+    with running_worker(it_settings, log) as worker:
+        collect(it_settings, all_topics, timeout_s=150, worker=worker, worker_log=log,
+                until=lambda s: len(s[topics.signals]) + len(s[topics.dlq]) >= len(first))
+        produce(it_settings, topics.events, [(e["content_id"].encode(), orjson.dumps(e))
+                                             for e in closers])
+        seen = collect(
+            it_settings, all_topics, timeout_s=90, worker=worker, worker_log=log,
+            until=lambda s: (len(s[topics.signals]) >= len(valid)
+                             and len(s[topics.windows]) >= expected_windows))
+
+    signals, letters = values(seen[topics.signals]), values(seen[topics.dlq])
+    assert sorted(s["event_id"] for s in signals) == sorted(e["event_id"] for e in valid)
+    for signal in signals:
+        vector = np.asarray(signal["embedding"]["values"], dtype=np.float32)
+        assert vector.shape == (384,)
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3   # the encoder's unit vectors
+        assert signal["models"]["embedding"] == signal["embedding"]["model"]
+
+    assert Counter(d["error"]["class"] for d in letters) == Counter(
+        {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1})
+    originals = [base64.b64decode(d["original"]["value_b64"]) for d in letters]
+    assert sorted(originals) == sorted(malformed)
+    assert all(d["error"]["message"] and d["source"]["topic"] == topics.events for d in letters)
+
+    # Nothing lost: the source offsets of signals and dead letters are exactly the input offsets.
+    inputs = {(r.partition, r.offset) for r in seen[topics.events]}
+    outputs = [(x["source"]["partition"], x["source"]["offset"]) for x in signals + letters]
+    assert len(outputs) == len(set(outputs)) == len(inputs)
+    assert set(outputs) == inputs
+
+    windows = values(seen[topics.windows])
+    tumbling = {(w["group"], w["window"]["start_ms"] % 3_600_000 // 1000): w["count"]
+                for w in windows if w["window"]["kind"] == "tumbling"}
+    assert tumbling == {("content_type=episode|market=US", 0): 5,
+                        ("content_type=episode|market=US", 60): 3,
+                        ("content_type=comment|market=GB", 0): 4}
+    hopping_totals: Counter[str] = Counter()
+    for w in windows:
+        if w["window"]["kind"] == "hopping":
+            hopping_totals[w["group"]] += w["count"]
+    assert hopping_totals == {"content_type=episode|market=US": 8 * 5,
+                              "content_type=comment|market=GB": 4 * 5}
