@@ -48,10 +48,9 @@ def window_specs(settings: Settings) -> tuple[WindowSpec, ...]:
             WindowSpec(settings.hopping_window_s * 1000, settings.hopping_step_s * 1000))
 
 
-def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None,
-               broker: str | None = None) -> SignalsApp:
-    """Build the app. `broker` ``memory://`` and a `ListSink` give an app for agent tests."""
-    app = faust.App(settings.app_id, **faust_options(settings, broker))
+def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
+    """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
+    app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
     table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
@@ -123,10 +122,10 @@ def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
     return on_recover
 
 
-def faust_options(settings: Settings, broker: str | None) -> dict[str, Any]:
+def faust_options(settings: Settings) -> dict[str, Any]:
     servers = [f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")]
     options: dict[str, Any] = {
-        "broker": broker or servers, "store": "memory://", "autodiscover": False,
+        "broker": servers, "store": "memory://", "autodiscover": False,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "table_cleanup_interval": settings.table_cleanup_interval_s,

@@ -34,6 +34,7 @@ class Demo:
     timeout_s: float
     keep_broker: bool = False
     seen: dict[str, int] = field(default_factory=lambda: {"signals": 0, "dlq": 0, "windows": 0})
+    titles: dict[str, str] = field(default_factory=dict)
     _vectors: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     def run(self) -> int:
@@ -41,6 +42,7 @@ class Demo:
                              controller_port=self.port + 1)
         with open_input(self.events) as handle:
             lines = list(keyed_lines(read_lines(handle)))
+        self.titles = sample_titles(line for _, line in lines)
         step("starting a fresh single-node Kafka (KRaft) from deploy/kafka/lib")
         broker.stop(clean=True)
         print("   ", broker.start())
@@ -83,7 +85,7 @@ class Demo:
     def show(self, topic: str, value: dict[str, Any], topics: Any) -> None:
         if topic == topics.signals:
             self.seen["signals"] += 1
-            print(format_signal(value, self.nearest(value)))
+            print(format_signal(value, self.titles, self.nearest(value)))
         elif topic == topics.dlq:
             self.seen["dlq"] += 1
             error, source = value["error"], value["source"]
@@ -92,8 +94,10 @@ class Demo:
         else:
             self.seen["windows"] += 1
             w = value["window"]
-            print(f"  WINDOW  {w['name']:<18} start {iso(w['start_ms'])}  {value['group']:<36} "
-                  f"count={value['count']} flags={value['flag_counts'] or '{}'}")
+            if w["kind"] == "tumbling":  # hopping windows are counted in the summary only
+                print(f"  WINDOW  {w['name']} {iso(w['start_ms'])}-{iso(w['end_ms'])}  "
+                      f"{value['group']:<36} count={value['count']} "
+                      f"flag_rates={value['flag_rates'] or '{}'}")
 
     def nearest(self, value: dict[str, Any]) -> tuple[str, float] | None:
         """The most similar earlier item by cosine of the embeddings (they are unit vectors)."""
@@ -101,10 +105,10 @@ class Demo:
         if not embedding:
             return None
         vector = np.asarray(embedding["values"], dtype=np.float32)
-        best = max(((cid, float(vector @ other)) for cid, other in self._vectors),
+        best = max(((eid, float(vector @ other)) for eid, other in self._vectors),
                    key=lambda pair: pair[1], default=None)
-        self._vectors.append((value["content_id"], vector))
-        return best
+        self._vectors.append((value["event_id"], vector))
+        return None if best is None else (self.titles.get(best[0], best[0]), best[1])
 
     def summary(self, expected: int) -> int:
         total = self.seen["signals"] + self.seen["dlq"]
@@ -113,15 +117,27 @@ class Demo:
         return 0 if total == expected else 1
 
 
-def format_signal(value: dict[str, Any], nearest: tuple[str, float] | None) -> str:
+def sample_titles(lines: Any) -> dict[str, str]:
+    """event_id → a short title, for printing (the signal records carry ids, not texts)."""
+    titles: dict[str, str] = {}
+    for line in lines:
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        text = data.get("title") or data.get("text") or ""
+        titles[data.get("event_id", "")] = text if len(text) <= 38 else text[:37] + "…"
+    return titles
+
+
+def format_signal(value: dict[str, Any], titles: dict[str, str],
+                  nearest: tuple[str, float] | None) -> str:
     parts = [f"{task}={s['label']} {s['score']:.2f}" for task, s in value["signals"].items()]
-    embedding = value.get("embedding")
-    if embedding:
-        parts.append(f"embedding[{embedding['dim']}]")
     if nearest:
-        parts.append(f"nearest {nearest[0]} cos={nearest[1]:.2f}")
-    return (f"  SIGNAL  {value['content_type']:<9} {value['content_id']:<14} "
-            f"{' · '.join(parts) or 'no text (deleted)'}")
+        parts.append(f"closest so far: {nearest[0]!r} (cos {nearest[1]:.2f})")
+    title = titles.get(value["event_id"], "")
+    return (f"  SIGNAL  {value['content_type']:<9} {value['content_id']:<8} {title!r:<42} "
+            f"{' · '.join(parts) or 'deleted: no text, no models'}")
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:

@@ -1,0 +1,96 @@
+"""The Faust agents in `test_context()` (memory transport): they batch, call the core and send.
+
+A `ListSink` stands in for the output topics, so the tests see exactly what would be produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from stream.app import SignalsApp, create_app
+from stream.pipeline import Pipeline
+from stream.settings import Settings
+from stream.sinks import ListSink
+
+
+def make_app(settings: Settings, pipeline: Pipeline) -> tuple[SignalsApp, ListSink]:
+    sink = ListSink()
+    app = create_app(settings.replace(app_id=f"agent-test-{uuid.uuid4().hex[:6]}",
+                                      batch_max_wait_s=0.05, window_grace_s=0),
+                     pipeline, sink=sink)
+    return app, sink
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for the agent")
+        await asyncio.sleep(0.02)
+
+
+def event(i: int, second: int = 0, **changes: Any) -> bytes:
+    data = {"event_id": f"e-{i}", "event_type": "content.published", "content_id": f"c-{i}",
+            "content_type": "episode", "event_time": f"2026-01-05T10:00:{second:02d}Z",
+            "title": f"Episode {i} about gardening", "market": "US", **changes}
+    return orjson.dumps(data)
+
+
+def test_enrich_sends_one_signal_or_one_dead_letter_per_event(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    signals_app, sink = make_app(settings, pipeline)
+    topics = settings.topics
+    inputs = [event(1), b"{oops", event(2, content_type="podcast"), event(3)]
+
+    async def scenario() -> None:
+        async with signals_app.enrich.test_context() as agent:
+            for value in inputs:
+                await agent.put(value=value, key=b"k", partition=0, wait=False)
+            await wait_until(lambda: len(sink.records[topics.signals])
+                             + len(sink.records[topics.dlq]) == len(inputs))
+
+    asyncio.run(scenario())
+    signals = [orjson.loads(r.value) for r in sink.records[topics.signals]]
+    letters = [orjson.loads(r.value) for r in sink.records[topics.dlq]]
+    assert [s["event_id"] for s in signals] == ["e-1", "e-3"]
+    assert [r.key for r in sink.records[topics.signals]] == [b"c-1", b"c-3"]
+    assert all(len(s["embedding"]["values"]) == 384 for s in signals)
+    assert [d["error"]["class"] for d in letters] == ["invalid_json", "schema_violation"]
+    assert [d["source"]["offset"] for d in letters] == [1, 2]
+    enriched = [orjson.loads(r.value) for r in sink.records[topics.enriched]]
+    assert [r.key for r in sink.records[topics.enriched]] == [
+        b"content_type=episode|market=US"] * 2
+    assert [e["event_id"] for e in enriched] == ["e-1", "e-3"]
+
+
+@pytest.mark.parametrize("n_events", [7])
+def test_aggregate_folds_into_the_table_and_emits_closed_windows(
+    settings: Settings, pipeline: Pipeline, n_events: int
+) -> None:
+    signals_app, sink = make_app(settings, pipeline)
+    topics = settings.topics
+    group = "content_type=episode|market=US"
+    records = [{"event_id": f"e-{i}", "event_type": "content.published", "group": group,
+                "event_time_ms": 1_767_607_200_000 + i * 1000, "signals": {}, "flags": []}
+               for i in range(n_events)]
+    closer = {**records[0], "event_id": "late", "event_time_ms": 1_767_607_200_000 + 3_600_000}
+
+    async def scenario() -> None:
+        async with signals_app.aggregate.test_context() as agent:
+            for record in [*records, closer]:
+                await agent.put(value=orjson.dumps(record), key=group.encode(), partition=0)
+            await wait_until(lambda: len(sink.records[topics.windows]) >= 6)
+
+    asyncio.run(scenario())
+    windows = [orjson.loads(r.value) for r in sink.records[topics.windows]]
+    tumbling = [w for w in windows if w["window"]["kind"] == "tumbling"]
+    assert [(w["window"]["start_ms"], w["count"]) for w in tumbling] == [(1_767_607_200_000, 7)]
+    assert sum(w["count"] for w in windows if w["window"]["kind"] == "hopping") == 7 * 5
+    assert all(r.key == group.encode() for r in sink.records[topics.windows])
