@@ -8,18 +8,27 @@ from typing import Any
 from stream.records import ContentEvent
 
 UNKNOWN_MARKET = "ZZ"  # ISO 3166 user-assigned code for "unknown or unspecified"
+UNKNOWN_TOPIC = "unknown"
 
 
 def aggregation_group(event: ContentEvent, signals: Mapping[str, Mapping[str, Any]]) -> str:
-    """The key windows are aggregated by: topic label × market once a topic model ran,
-    content type × market before that."""
+    """The key windows are aggregated by: topic label × market.
+
+    The topic applies to shows, episodes and audiobooks; tracks and comments (and any item whose
+    topic signal is unreliable, e.g. non-English text) are grouped by content type instead.
+    """
     market = event.market or UNKNOWN_MARKET
     topic = signals.get("topic")
-    if topic is not None:
-        return f"topic={topic['label']}|market={market}"
-    return f"content_type={event.content_type}|market={market}"
+    if event.content_type in ("track", "comment") or topic is None:
+        return f"content_type={event.content_type}|market={market}"
+    label = topic["label"] if topic.get("reliable", True) else UNKNOWN_TOPIC
+    return f"topic={label}|market={market}"
 
 
 def flags_for(signals: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Names of the signals whose model marked the item as flagged (e.g. unsafe, spam)."""
-    return sorted(task for task, signal in signals.items() if signal.get("flagged"))
+    """Flags raised by thresholded labels: ``spam``, ``safety:offensive``, ``safety:hate`` ..."""
+    flags = []
+    for task, signal in signals.items():
+        for label in signal.get("flagged", ()):
+            flags.append(task if label == task else f"{task}:{label}")
+    return sorted(flags)

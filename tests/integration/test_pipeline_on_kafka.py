@@ -33,7 +33,7 @@ def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 def valid_event(i: int, minute: int, second: int, content_type: str, market: str) -> dict[str, Any]:
     text_field = {"text": f"Comment number {i}: loved this episode"} if content_type == "comment" \
-        else {"title": f"Episode {i}: the history of jazz", "description": "Music and culture."}
+        else {"title": f"Blue Train take {i}", "description": "Hard bop, saxophone and trumpet."}
     return {"event_id": f"it-{i}", "event_type": "content.published", "content_id": f"c-{i}",
             "content_type": content_type, "event_time": T0.format(minute, second),
             "market": market, **text_field}
@@ -42,15 +42,16 @@ def valid_event(i: int, minute: int, second: int, content_type: str, market: str
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
     it_settings: Settings, tmp_path: Path
 ) -> None:
-    # Group A (episode × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
+    # Tracks and comments are grouped by content type (shows, episodes, audiobooks by topic).
+    # Group A (track × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
     # Group B (comment × GB): 4 events in [10:00, 10:01). The enriched topic is re-keyed, so
     # records from the two input partitions interleave there: 120 s of grace absorbs that.
     # Once those are processed, one "closer" per group at 10:20 moves each partition's stream
     # time past every earlier window end + grace, so they close.
-    group_a = [valid_event(i, 0, 10 * i, "episode", "US") for i in range(5)]
-    group_a += [valid_event(5 + i, 1, 5 + 10 * i, "episode", "US") for i in range(3)]
+    group_a = [valid_event(i, 0, 10 * i, "track", "US") for i in range(5)]
+    group_a += [valid_event(5 + i, 1, 5 + 10 * i, "track", "US") for i in range(3)]
     group_b = [valid_event(8 + i, 0, 7 + 10 * i, "comment", "GB") for i in range(4)]
-    closers = [valid_event(12, 20, 0, "episode", "US"), valid_event(13, 20, 0, "comment", "GB")]
+    closers = [valid_event(12, 20, 0, "track", "US"), valid_event(13, 20, 0, "comment", "GB")]
     valid = group_a + group_b + closers
     malformed = [
         b'{"event_id": "broken", ',                                   # invalid JSON
@@ -102,12 +103,12 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
     windows = values(seen[topics.windows])
     tumbling = {(w["group"], w["window"]["start_ms"] % 3_600_000 // 1000): w["count"]
                 for w in windows if w["window"]["kind"] == "tumbling"}
-    assert tumbling == {("content_type=episode|market=US", 0): 5,
-                        ("content_type=episode|market=US", 60): 3,
+    assert tumbling == {("content_type=track|market=US", 0): 5,
+                        ("content_type=track|market=US", 60): 3,
                         ("content_type=comment|market=GB", 0): 4}
     hopping_totals: Counter[str] = Counter()
     for w in windows:
         if w["window"]["kind"] == "hopping":
             hopping_totals[w["group"]] += w["count"]
-    assert hopping_totals == {"content_type=episode|market=US": 8 * 5,
+    assert hopping_totals == {"content_type=track|market=US": 8 * 5,
                               "content_type=comment|market=GB": 4 * 5}

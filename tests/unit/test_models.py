@@ -1,4 +1,4 @@
-"""The ONNX wrapper, the manifest and the encoder: hashes enforced, contracts named, outputs right."""
+"""The ONNX wrapper, the manifest, the encoder: hashes enforced, contracts named, outputs right."""
 
 from __future__ import annotations
 
