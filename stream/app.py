@@ -6,6 +6,8 @@
 * ``aggregate`` reads ``content.enriched.v1`` one event at a time (Faust tables can only be written
   inside stream iteration), folds it into its windows with `stream.windows.WindowAggregator`, whose
   state is the changelogged table ``window-aggregates``, and sends each window as it closes.
+* ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
+  only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import faust
 import orjson
 import structlog
 
+from stream.manifest import load_manifest
+from stream.model_eval import eval_folder, load_references
 from stream.pipeline import OutRecord, Pipeline, dumps, process_batch
 from stream.records import Position, RawMessage
 from stream.settings import Settings
@@ -29,17 +33,19 @@ from stream.windows import WindowAggregator, WindowSpec
 log = structlog.get_logger("stream.app")
 
 TABLE_NAME = "window-aggregates"
+EVAL_TABLE_NAME = "model-eval-windows"
 
 
 @dataclass
 class SignalsApp:
-    """The Faust app and the handles tests need (agents, table, aggregator, sink)."""
+    """The Faust app and the handles tests need (agents, aggregators, sink)."""
 
     app: faust.App
     enrich: Any
     aggregate: Any
-    table: Any
+    model_eval: Any
     aggregator: WindowAggregator
+    eval_aggregator: WindowAggregator
     sink: Sink
 
 
@@ -53,10 +59,15 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    table = app.Table(TABLE_NAME, default=None, partitions=settings.partitions,
-                      schema=faust.Schema(key_serializer="json", value_serializer="json"))
-    aggregator = WindowAggregator(table, window_specs(settings), settings.window_grace_s * 1000)
-    table.on_recover(_invalidate_on_recover(aggregator))
+    grace_ms = settings.window_grace_s * 1000
+    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
+    aggregator = WindowAggregator(tables[TABLE_NAME], window_specs(settings), grace_ms)
+    eval_size = settings.model_eval_window_s * 1000
+    eval_aggregator = WindowAggregator(
+        tables[EVAL_TABLE_NAME], (WindowSpec(eval_size, eval_size),), grace_ms,
+        folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
+    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
+        tables[name].on_recover(_invalidate_on_recover(windows))
     names = settings.topics
 
     @app.agent(topics[names.events])
@@ -68,19 +79,34 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
             await send_all(sink, names.signals, output.signals)
             await send_all(sink, names.enriched, output.enriched)
             await send_all(sink, names.dlq, output.dead_letters)
+            await send_all(sink, names.shadow, output.shadow)
             log_batch(messages, len(output.signals), output.dead_letters)
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
-            closed = aggregator.update(record["group"], record, event.message.partition)
-            for window in closed:
+            for window in aggregator.update(record["group"], record, event.message.partition):
                 await sink.send(names.windows, OutRecord(window["group"].encode(), dumps(window)))
                 log.info("window_closed", group=window["group"], window=window["window"]["name"],
                          start_ms=window["window"]["start_ms"], count=window["count"])
 
-    return SignalsApp(app, enrich, aggregate, table, aggregator, sink)
+    @app.agent(topics[names.shadow])
+    async def model_eval(stream: Any) -> None:
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            for window in eval_aggregator.update(record["task"], record, event.message.partition):
+                await sink.send(names.model_eval, OutRecord(window["task"].encode(), dumps(window)))
+                log.info("model_eval_window_closed", task=window["task"], count=window["count"],
+                         agreement_rate=window["agreement_rate"])
+
+    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink)
+
+
+def window_table(app: faust.App, name: str, settings: Settings) -> Any:
+    """A changelogged table of window aggregates, co-partitioned with its source topic."""
+    return app.Table(name, default=None, partitions=settings.partitions,
+                     schema=faust.Schema(key_serializer="json", value_serializer="json"))
 
 
 def declare_topics(app: faust.App, settings: Settings) -> dict[str, Any]:
@@ -128,7 +154,6 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker": servers, "store": "memory://", "autodiscover": False,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
-        "table_cleanup_interval": settings.table_cleanup_interval_s,
         "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
         "web_enabled": False, "web_port": settings.web_port,
         "producer_acks": -1, "table_standby_replicas": 0,

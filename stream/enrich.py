@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from stream.encoder import TextEncoder
+from stream.errors import ConfigError
 from stream.manifest import Manifest
 from stream.models import HeadModel, LanguageModel
 from stream.records import ContentEvent
@@ -33,13 +34,15 @@ NON_ENGLISH_CONFIDENCE = 0.6
 class Enrichment:
     embedding: np.ndarray | None
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shadow: dict[str, dict[str, Any]] = field(default_factory=dict)  # challenger signals
 
 
 class Enricher:
     """Loads (and verifies) the manifest's active models once; `enrich` is called per batch."""
 
     def __init__(self, manifest: Manifest, settings: Settings,
-                 versions: Mapping[str, str] | None = None) -> None:
+                 versions: Mapping[str, str] | None = None,
+                 challengers: Mapping[str, str] | None = None) -> None:
         versions = versions or {}
         threads = settings.model_threads
         self.encoder = TextEncoder(
@@ -52,6 +55,8 @@ class Enricher:
         self.heads = [HeadModel(manifest.resolve(task, versions.get(task)), threads=threads)
                       for task in manifest.active
                       if manifest.resolve(task, versions.get(task)).kind == "head"]
+        self.challengers = [load_challenger(manifest, task, version, threads)
+                            for task, version in (challengers or {}).items()]
 
     @property
     def versions(self) -> dict[str, str]:
@@ -59,7 +64,7 @@ class Enricher:
         result = {EMBEDDING_TASK: self.encoder.version}
         if self.language is not None:
             result[LANGUAGE_TASK] = self.language.version
-        result |= {head.head.task: head.version for head in self.heads}
+        result |= {head.task: head.version for head in self.heads}
         return result
 
     def enrich(self, events: Sequence[ContentEvent]) -> list[Enrichment]:
@@ -71,14 +76,40 @@ class Enricher:
             for signals, lang in zip(per_item, self.language.predict(texts), strict=True):
                 signals[LANGUAGE_TASK] = lang
         for head in self.heads:
-            for signals, signal in zip(per_item, head.predict(embeddings), strict=True):
-                if head.head.english_only and not is_english(signals):
-                    signal = {**signal, "reliable": False, "flagged": []}
-                signals[head.head.task] = signal
+            _add_signals(per_item, head.task, head.predict(embeddings), head.head.english_only)
+        shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+        for challenger in self.challengers:
+            predictions = (challenger.predict(texts) if isinstance(challenger, LanguageModel)
+                           else challenger.predict(embeddings))
+            for shadow, signal in zip(shadows, predictions, strict=True):
+                shadow[challenger.task] = signal
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
-            result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row])
+            result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],
+                                   shadow=shadows[row])
         return result
+
+
+def _add_signals(per_item: list[dict[str, dict[str, Any]]], task: str,
+                 predictions: list[dict[str, Any]], english_only: bool) -> None:
+    for signals, signal in zip(per_item, predictions, strict=True):
+        if english_only and not is_english(signals):
+            signal = {**signal, "reliable": False, "flagged": []}
+        signals[task] = signal
+
+
+def load_challenger(manifest: Manifest, task: str, version: str,
+                    threads: int) -> HeadModel | LanguageModel:
+    """A challenger runs beside the champion of its task on the same batch; only heads and the
+    language model can be challenged (a new encoder would need heads trained on it)."""
+    spec = manifest.resolve(task, version)
+    if spec.kind == "head":
+        return HeadModel(spec, threads=threads)
+    if task == LANGUAGE_TASK:
+        return LanguageModel(spec, threads=threads)
+    raise ConfigError(f"cannot run a challenger for {task!r}: only classification heads and "
+                      "the language model can be shadowed")
+
 
 
 def is_english(signals: Mapping[str, Mapping[str, Any]]) -> bool:

@@ -48,7 +48,7 @@ class LanguageModel:
     """Hashed character n-grams → language probabilities (75 ISO 639-1 codes)."""
 
     def __init__(self, spec: ModelSpec, *, threads: int) -> None:
-        self.spec, self.version = spec, spec.version
+        self.spec, self.task, self.version = spec, spec.task, spec.version
         self.labels = load_labels(spec)
         self.features = {k: int(v) for k, v in spec.extra("features", {}).items()
                          if k in ("n_buckets", "ngram_min", "ngram_max", "max_chars")}
@@ -88,7 +88,7 @@ class HeadModel:
         if unknown:
             raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "
                                  f"labels {sorted(unknown)}")
-        self.version = spec.version
+        self.task, self.version = spec.task, spec.version
         self.model = _checked_model(spec, ("embedding",), len(labels), threads)
 
     def predict(self, embeddings: np.ndarray) -> list[dict[str, Any]]:

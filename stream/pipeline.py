@@ -18,6 +18,7 @@ import orjson
 
 from stream.enrich import Enricher, Enrichment
 from stream.errors import Rejection
+from stream.model_eval import shadow_record
 from stream.records import ContentEvent, RawMessage
 from stream.rules import aggregation_group, flags_for
 from stream.validate import Validator
@@ -36,6 +37,7 @@ class BatchOutput:
     signals: list[OutRecord] = field(default_factory=list)
     enriched: list[OutRecord] = field(default_factory=list)
     dead_letters: list[OutRecord] = field(default_factory=list)
+    shadow: list[OutRecord] = field(default_factory=list)  # champion vs challenger, keyed by task
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
         if event.has_text:
             enriched = enriched_record(pipeline, event, enrichment)
             output.enriched.append(OutRecord(enriched["group"].encode(), dumps(enriched)))
+        for task, challenger in enrichment.shadow.items():
+            shadow = shadow_record(task, event.event_time_ms, enrichment.signals[task], challenger)
+            output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
     return output
 
 

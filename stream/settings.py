@@ -36,9 +36,12 @@ class Topics:
     enriched: str = "content.enriched.v1"
     windows: str = "signals.windows.v1"
     dlq: str = "content.events.dlq.v1"
+    shadow: str = "content.shadow.v1"
+    model_eval: str = "signals.model_eval.v1"
 
     def all(self) -> tuple[str, ...]:
-        return (self.events, self.signals, self.enriched, self.windows, self.dlq)
+        return (self.events, self.signals, self.enriched, self.windows, self.dlq, self.shadow,
+                self.model_eval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,8 @@ class Settings:
     hopping_window_s: int = 300
     hopping_step_s: int = 60
     window_grace_s: int = 10
-    table_cleanup_interval_s: float = 5.0
+    challengers: str = ""  # "task=version,...": shadow models run beside the champions
+    model_eval_window_s: int = 300
     worker_data_dir: Path = REPO_ROOT / ".kafka" / "worker"
     web_port: int = 6066
     log_level: str = "INFO"
@@ -84,6 +88,19 @@ class Settings:
     @property
     def manifest_path(self) -> Path:
         return self.models_dir / "manifest.json"
+
+    @property
+    def challenger_versions(self) -> dict[str, str]:
+        """``SIGNALS_CHALLENGERS=topic=topic-v2,spam=spam-v3`` as {task: version}."""
+        pairs = [p.strip() for p in self.challengers.split(",") if p.strip()]
+        result = {}
+        for pair in pairs:
+            task, sep, version = pair.partition("=")
+            if not (sep and task.strip() and version.strip()):
+                raise ConfigError(f"challengers={self.challengers!r}: write task=version pairs "
+                                  "separated by commas, e.g. topic=topic-minilm-mlp-v1")
+            result[task.strip()] = version.strip()
+        return result
 
     @classmethod
     def load(
@@ -124,7 +141,7 @@ class Settings:
                      "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
         for name in ("partitions", "replication_factor", "batch_max_size", "encoder_bucket_size",
                      "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
-                     "hopping_step_s"):
+                     "hopping_step_s", "model_eval_window_s"):
             _require(getattr(self, name) >= 1, f"{name}={getattr(self, name)}; it must be >= 1")
         _require(self.batch_max_wait_s > 0,
                  f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
@@ -132,6 +149,7 @@ class Settings:
         _require(self.hopping_window_s % self.hopping_step_s == 0,
                  f"hopping_window_s={self.hopping_window_s} is not a multiple of "
                  f"hopping_step_s={self.hopping_step_s}")
+        self.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
         _require(self.log_format in _LOG_FORMATS,
                  f"log_format={self.log_format!r}; use one of {_LOG_FORMATS}")
         _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),

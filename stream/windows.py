@@ -8,13 +8,15 @@ A record older than that for some window is *late* for it and is counted in the 
 still join; a window that already closed is never reopened.
 
 `WindowAggregator` keeps its state in any ``MutableMapping[str, dict]``: the live worker passes a
-Faust table (so state is changelogged and recovered), replay and tests pass a dict.
+Faust table (so state is changelogged and recovered), replay and tests pass a dict. What a window
+holds is a `Folder`: `SIGNAL_FOLDER` (counts, labels, mean scores, flags) by default;
+`stream.model_eval` folds champion/challenger comparisons with the same machinery.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,14 +53,17 @@ def window_key(spec: WindowSpec, group: str, start_ms: int) -> str:
     return f"{spec.name}|{group}|{start_ms}"
 
 
+def window_header(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
+    """The fields every aggregate has, whatever it folds: its window, group and partition."""
+    return {"window": {"kind": spec.kind, "name": spec.name, "start_ms": start_ms,
+                       "end_ms": start_ms + spec.size_ms},
+            "group": group, "partition": partition}
+
+
 def new_aggregate(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
-    return {
-        "window": {"kind": spec.kind, "name": spec.name, "start_ms": start_ms,
-                   "end_ms": start_ms + spec.size_ms},
-        "group": group, "partition": partition, "count": 0,
-        "first_event_ms": None, "last_event_ms": None,
-        "event_types": {}, "labels": {}, "score_sums": {}, "flags": {},
-    }
+    return {**window_header(spec, group, start_ms, partition), "count": 0,
+            "first_event_ms": None, "last_event_ms": None,
+            "event_types": {}, "labels": {}, "score_sums": {}, "flags": {}}
 
 
 def fold(aggregate: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +101,18 @@ def window_record(aggregate: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """What a window aggregates: a new aggregate, folding one record in, the emitted record."""
+
+    empty: Callable[[WindowSpec, str, int, int], dict[str, Any]]
+    fold: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    emit: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+SIGNAL_FOLDER = Folder(empty=new_aggregate, fold=fold, emit=window_record)
+
+
 @dataclass
 class WindowAggregator:
     """Folds enriched records into windows held in `store`; returns windows as they close."""
@@ -103,6 +120,7 @@ class WindowAggregator:
     store: MutableMapping[str, Any]
     specs: tuple[WindowSpec, ...]
     grace_ms: int
+    folder: Folder = SIGNAL_FOLDER
     _open: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
     _indexed: bool = False
     late_records: int = 0
@@ -144,9 +162,9 @@ class WindowAggregator:
         key = window_key(spec, group, start)
         current = self.store.get(key)
         if current is None:
-            current = new_aggregate(spec, group, start, partition)
+            current = self.folder.empty(spec, group, start, partition)
             heapq.heappush(self._open.setdefault(partition, []), (start + spec.size_ms, key))
-        self.store[key] = fold(current, record)
+        self.store[key] = self.folder.fold(current, record)
 
     def _close(self, partition: int, up_to_ms: int | None) -> list[dict[str, Any]]:
         heap = self._open.get(partition, [])
@@ -155,7 +173,7 @@ class WindowAggregator:
             _, key = heapq.heappop(heap)
             aggregate = self.store.pop(key, None)
             if aggregate is not None:
-                closed.append(window_record(aggregate))
+                closed.append(self.folder.emit(aggregate))
         return closed
 
     def _ensure_index(self) -> None:

@@ -17,7 +17,8 @@ from stream.validate import make_validator
 def build_pipeline(settings: Settings, versions: dict[str, str] | None = None,
                    run_id: str | None = None) -> Pipeline:
     """Load and verify every model (a bad file stops here, naming it) and compile the schema."""
-    enricher = Enricher(load_manifest(settings.manifest_path), settings, versions)
+    enricher = Enricher(load_manifest(settings.manifest_path), settings, versions,
+                        challengers=settings.challenger_versions)
     return Pipeline(validate=make_validator(settings.schemas_dir, settings.max_event_bytes),
                     enricher=enricher, include_embedding=settings.include_embedding,
                     run_id=run_id)
