@@ -130,9 +130,17 @@ def sample_titles(lines: Any) -> dict[str, str]:
     return titles
 
 
+SHOWN_TASKS = ("language", "topic", "sentiment", "emotion", "safety", "spam")
+
+
 def format_signal(value: dict[str, Any], titles: dict[str, str],
                   nearest: tuple[str, float] | None) -> str:
-    parts = [f"{task}={s['label']} {s['score']:.2f}" for task, s in value["signals"].items()]
+    """One line per signal: each model's label and score (``?`` = unreliable, non-English)."""
+    signals = value["signals"]
+    parts = [f"{task}={s['label']}{'' if s.get('reliable', True) else '?'} {s['score']:.2f}"
+             for task in SHOWN_TASKS if (s := signals.get(task))]
+    if value["flags"]:
+        parts.append("FLAGS " + ",".join(value["flags"]))
     if nearest:
         parts.append(f"closest so far: {nearest[0]!r} (cos {nearest[1]:.2f})")
     title = titles.get(value["event_id"], "")

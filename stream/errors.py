@@ -63,6 +63,7 @@ class RejectReason(StrEnum):
     MISSING_TEXT = "missing_text"      # no non-empty title, description or text
     SCHEMA = "schema_violation"        # wrong type, missing/unknown field, text over its limit
     INVALID_TIME = "invalid_event_time"  # event_time is not a real ISO-8601 instant
+    PROCESSING = "processing_error"    # a model failed on this event alone (see pipeline)
 
 
 @dataclass(frozen=True, slots=True)

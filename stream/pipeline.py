@@ -15,15 +15,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 
 from stream.enrich import Enricher, Enrichment
-from stream.errors import Rejection
+from stream.errors import Rejection, RejectReason
 from stream.model_eval import shadow_record
 from stream.records import ContentEvent, RawMessage
 from stream.rules import aggregation_group, flags_for
 from stream.validate import Validator
 
 DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+log = structlog.get_logger("stream.pipeline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +44,13 @@ class BatchOutput:
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    """What `process_batch` needs: the validator, the loaded models and two output options."""
+    """What `process_batch` needs: the validator, the loaded models and the output options."""
 
     validate: Validator
     enricher: Enricher
     include_embedding: bool = True
     run_id: str | None = None  # set by replay; goes into every record it writes
+    include_processing: bool = True  # wall-clock fields; replay drops them to stay deterministic
 
 
 def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOutput:
@@ -57,15 +60,16 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     for message in messages:
         checked = pipeline.validate(message.value)
         if isinstance(checked, Rejection):
-            output.dead_letters.append(dead_letter(message, checked))
+            output.dead_letters.append(dead_letter(message, checked, pipeline))
         else:
             events.append((message, checked))
-    enrichments = pipeline.enricher.enrich([event for _, event in events])
+    enriched_events = enrich_isolating_failures(pipeline.enricher, events, output)
     elapsed_ms = (time.monotonic() - started) * 1000
     now_ms = int(time.time() * 1000)
-    for (message, event), enrichment in zip(events, enrichments, strict=True):
+    for message, event, enrichment in enriched_events:
         record = signal_record(pipeline, message, event, enrichment)
-        record["processing"] = processing_info(message, now_ms, elapsed_ms)
+        if pipeline.include_processing:
+            record["processing"] = processing_info(message, now_ms, elapsed_ms)
         output.signals.append(OutRecord(event.content_id.encode(), dumps(record)))
         if event.has_text:
             enriched = enriched_record(pipeline, event, enrichment)
@@ -74,6 +78,32 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
             shadow = shadow_record(task, event.event_time_ms, enrichment.signals[task], challenger)
             output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
     return output
+
+
+def enrich_isolating_failures(
+    enricher: Enricher, events: list[tuple[RawMessage, ContentEvent]], output: BatchOutput
+) -> list[tuple[RawMessage, ContentEvent, Enrichment]]:
+    """Enrich the batch in one go; if that raises, retry item by item so one pathological input
+    goes to the DLQ (``processing_error``) instead of failing its batch mates. When every item
+    fails on its own too, the fault is not in the data (e.g. a broken model): re-raise, so the
+    worker stops before committing offsets and nothing is lost."""
+    try:
+        enrichments = enricher.enrich([event for _, event in events])
+        return [(m, e, x) for (m, e), x in zip(events, enrichments, strict=True)]
+    except Exception as batch_error:
+        log.warning("batch_enrichment_failed", error=repr(batch_error), size=len(events))
+        done: list[tuple[RawMessage, ContentEvent, Enrichment]] = []
+        failed: list[OutRecord] = []
+        for message, event in events:
+            try:
+                done.append((message, event, enricher.enrich([event])[0]))
+            except Exception as item_error:
+                failed.append(dead_letter(message, Rejection(
+                    RejectReason.PROCESSING, f"{type(item_error).__name__}: {item_error}")))
+        if events and not done:
+            raise
+        output.dead_letters.extend(failed)
+        return done
 
 
 def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
@@ -117,7 +147,8 @@ def processing_info(message: RawMessage, now_ms: int, batch_ms: float) -> dict[s
     return {"processed_at_ms": now_ms, "batch_ms": round(batch_ms, 3), "end_to_end_ms": queued}
 
 
-def dead_letter(message: RawMessage, rejection: Rejection) -> OutRecord:
+def dead_letter(message: RawMessage, rejection: Rejection,
+                pipeline: Pipeline | None = None) -> OutRecord:
     """A ``content.events.dlq.v1`` record: the original bytes, where they came from, and why."""
     value = message.value or b""
     try:
@@ -130,8 +161,11 @@ def dead_letter(message: RawMessage, rejection: Rejection) -> OutRecord:
         "source": {"topic": message.position.topic, "partition": message.position.partition,
                    "offset": message.position.offset, "timestamp_ms": message.timestamp_ms},
         "error": {"class": rejection.reason.value, "message": rejection.message},
-        "failed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
+    if pipeline is None or pipeline.include_processing:
+        record["failed_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+    if pipeline is not None and pipeline.run_id:
+        record["replay_id"] = pipeline.run_id
     key = message.key or f"{message.position.topic}-{message.position.partition}".encode()
     return OutRecord(key, dumps(record))
 

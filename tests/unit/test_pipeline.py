@@ -1,0 +1,89 @@
+"""process_batch: every input message ends as exactly one signal record or one dead letter."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from stream.enrich import Enricher, Enrichment
+from stream.pipeline import Pipeline, process_batch
+from stream.records import ContentEvent, Position, RawMessage
+
+
+def message(offset: int, value: bytes | None) -> RawMessage:
+    return RawMessage(value=value, position=Position("content.events.v1", 3, offset),
+                      key=b"k", timestamp_ms=1_000)
+
+
+def event(i: int, **changes: Any) -> bytes:
+    return orjson.dumps({"event_id": f"e-{i}", "event_type": "content.published",
+                         "content_id": f"c-{i}", "content_type": "show",
+                         "event_time": "2026-01-05T10:00:00Z", "title": f"Show number {i}",
+                         "market": "GB", **changes})
+
+
+def test_one_output_per_input_with_source_positions(pipeline: Pipeline) -> None:
+    values = [event(0), b"not json", event(2, content_type="movie"), event(3),
+              event(4, event_type="content.deleted", title=None)]
+    values[4] = orjson.dumps({k: v for k, v in orjson.loads(values[4]).items() if v is not None})
+    out = process_batch(pipeline, [message(i, v) for i, v in enumerate(values)])
+    signals = [orjson.loads(r.value) for r in out.signals]
+    letters = [orjson.loads(r.value) for r in out.dead_letters]
+    assert sorted([s["source"]["offset"] for s in signals] +
+                  [d["source"]["offset"] for d in letters]) == [0, 1, 2, 3, 4]
+    assert [s["event_id"] for s in signals] == ["e-0", "e-3", "e-4"]
+    assert [d["error"]["class"] for d in letters] == ["invalid_json", "schema_violation"]
+    deleted = signals[2]
+    assert deleted["signals"] == {} and "embedding" not in deleted and deleted["models"] == {}
+    assert len(out.enriched) == 2                       # the deleted item has nothing to fold
+    assert all(s["models"]["embedding"] == pipeline.enricher.versions["embedding"]
+               for s in signals[:2])
+
+
+def test_signal_values_are_deterministic_apart_from_processing(pipeline: Pipeline) -> None:
+    batch = [message(i, event(i)) for i in range(4)]
+    first, second = process_batch(pipeline, batch), process_batch(pipeline, batch)
+    strip = [{k: v for k, v in orjson.loads(r.value).items() if k != "processing"}
+             for r in first.signals]
+    again = [{k: v for k, v in orjson.loads(r.value).items() if k != "processing"}
+             for r in second.signals]
+    assert strip == again
+    assert [r.key for r in first.signals] == [b"c-0", b"c-1", b"c-2", b"c-3"]
+
+
+class PoisonedEnricher:
+    """The real enricher, except that it fails on chosen event ids (a stand-in for a model that
+    breaks on one pathological input)."""
+
+    def __init__(self, real: Enricher, poison: set[str]) -> None:
+        self.real, self.poison = real, poison
+        self.versions = real.versions
+
+    def enrich(self, events: Sequence[ContentEvent]) -> list[Enrichment]:
+        if any(e.event_id in self.poison for e in events):
+            raise RuntimeError("model failed on this input")
+        return self.real.enrich(events)
+
+
+def test_an_event_that_breaks_a_model_is_dead_lettered_alone(pipeline: Pipeline) -> None:
+    poisoned = dataclasses.replace(
+        pipeline, enricher=PoisonedEnricher(pipeline.enricher, {"e-1"}))  # type: ignore[arg-type]
+    out = process_batch(poisoned, [message(i, event(i)) for i in range(3)])
+    assert [orjson.loads(r.value)["event_id"] for r in out.signals] == ["e-0", "e-2"]
+    [letter] = [orjson.loads(r.value) for r in out.dead_letters]
+    assert letter["error"]["class"] == "processing_error"
+    assert letter["source"]["offset"] == 1
+    assert "model failed on this input" in letter["error"]["message"]
+
+
+def test_a_broken_model_stops_the_batch_instead_of_dead_lettering_everything(
+    pipeline: Pipeline
+) -> None:
+    broken = dataclasses.replace(
+        pipeline, enricher=PoisonedEnricher(pipeline.enricher, {"e-0", "e-1"}))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="model failed"):
+        process_batch(broken, [message(i, event(i)) for i in range(2)])
