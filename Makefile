@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := deploy/kafka/lib/.fetched
 
-.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean
+.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline
 
 demo: $(STAMP) $(KAFKA_JARS)
 	$(BIN)/signals demo
@@ -21,6 +21,17 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP) $(KAFKA_JARS)
 	$(BIN)/python -m pytest -m integration
+
+# The model regression gate: the golden set against the committed baseline; exits 1 and lists
+# the regressions when a gate metric fell by more than the manifest's eval.tolerance.
+GOLDEN := tests/golden/events.jsonl
+eval-gate: $(STAMP)
+	$(BIN)/signals eval --data $(GOLDEN) --baseline tests/golden/baseline.json --no-progress
+
+# After an intended model change: rewrite the baseline, then review and commit its diff.
+eval-baseline: $(STAMP)
+	$(BIN)/signals eval --data $(GOLDEN) --out out/eval-golden --no-progress
+	cp out/eval-golden/result.json tests/golden/baseline.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests models_onnx/scripts

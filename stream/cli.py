@@ -5,6 +5,7 @@
     signals produce FILE.jsonl         send events, one JSON per line, to content.events.v1
     signals tail TOPIC                 print a topic's records
     signals demo                       broker + worker + sample events + printed signals, then stop
+    signals eval --data FILE.jsonl     score the models on labelled data; --baseline gates it
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="signals", description="Streaming content intelligence on Kafka.",
         epilog="Every option can also be set as SIGNALS_<NAME> in the environment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from stream import commands  # the handlers import Faust/ONNX; keep `--help` fast
+    from stream import commands, eval_cli  # the handlers import Faust/ONNX; keep `--help` fast
 
     commands.add_broker(sub)
     commands.add_worker(sub, _add_connection, _add_worker_options)
     commands.add_produce(sub, _add_connection)
     commands.add_tail(sub, _add_connection)
     commands.add_demo(sub)
+    eval_cli.add_eval(sub)
     return parser
 
 
