@@ -63,7 +63,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
             output.dead_letters.append(dead_letter(message, checked, pipeline))
         else:
             events.append((message, checked))
-    enriched_events = enrich_isolating_failures(pipeline.enricher, events, output)
+    enriched_events = enrich_isolating_failures(pipeline, events, output)
     elapsed_ms = (time.monotonic() - started) * 1000
     now_ms = int(time.time() * 1000)
     for message, event, enrichment in enriched_events:
@@ -81,12 +81,13 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
 
 
 def enrich_isolating_failures(
-    enricher: Enricher, events: list[tuple[RawMessage, ContentEvent]], output: BatchOutput
+    pipeline: Pipeline, events: list[tuple[RawMessage, ContentEvent]], output: BatchOutput
 ) -> list[tuple[RawMessage, ContentEvent, Enrichment]]:
     """Enrich the batch in one go; if that raises, retry item by item so one pathological input
     goes to the DLQ (``processing_error``) instead of failing its batch mates. When every item
     fails on its own too, the fault is not in the data (e.g. a broken model): re-raise, so the
     worker stops before committing offsets and nothing is lost."""
+    enricher = pipeline.enricher
     try:
         enrichments = enricher.enrich([event for _, event in events])
         return [(m, e, x) for (m, e), x in zip(events, enrichments, strict=True)]
@@ -99,7 +100,8 @@ def enrich_isolating_failures(
                 done.append((message, event, enricher.enrich([event])[0]))
             except Exception as item_error:
                 failed.append(dead_letter(message, Rejection(
-                    RejectReason.PROCESSING, f"{type(item_error).__name__}: {item_error}")))
+                    RejectReason.PROCESSING, f"{type(item_error).__name__}: {item_error}"),
+                    pipeline))
         if events and not done:
             raise
         output.dead_letters.extend(failed)
