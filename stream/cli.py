@@ -6,6 +6,7 @@
     signals tail TOPIC                 print a topic's records
     signals demo                       broker + worker + sample events + printed signals, then stop
     signals eval --data FILE.jsonl     score the models on labelled data; --baseline gates it
+    signals replay --topic T|--file F  reprocess history with chosen model versions, resumable
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_produce(sub, _add_connection)
     commands.add_tail(sub, _add_connection)
     commands.add_demo(sub)
-    eval_cli.add_eval(sub)
+    eval_cli.add_eval(sub, _add_connection)
+    from stream import replay_cli
+
+    replay_cli.add_replay(sub, _add_connection, _add_worker_options)
     return parser
 
 

@@ -3,6 +3,7 @@
     signals eval --data FILE.jsonl [--task NAME] [--manifest models_onnx/manifest.json]
                  [--model TASK=VERSION] [--map OLD=NEW,...] [--out DIR] [--baseline OLD.json]
                  [--target-precision P | --target-recall R] [--bootstrap N] [--seed S]
+    signals eval --from-topic signals.model_eval.v1 [--out DIR]   (champion vs challenger)
 
 Exit status: 0 when evaluated (and no regression against --baseline), 1 when a gate metric fell
 by more than the manifest's tolerance, 2 on bad input or settings (``error: ...``).
@@ -23,12 +24,17 @@ if TYPE_CHECKING:
     from stream.eval_gate import Gate
 
 
-def add_eval(sub: Any) -> None:
+def add_eval(sub: Any, connection: Any) -> None:
     parser = sub.add_parser(
         "eval", help="score the models on a labelled JSONL file (offline), optionally gated",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path,
                         help="events with \"expected\" labels, or text/title+label records")
+    source.add_argument("--from-topic", metavar="TOPIC",
+                        help="summarise the worker's champion/challenger windows from TOPIC")
+    parser.add_argument("--idle-timeout", type=float, default=5.0,
+                        help="with --from-topic: stop reading after this many quiet seconds")
     parser.add_argument("--task", help="score this task only (needed for text+label records)")
     parser.add_argument("--manifest", type=Path,
                         help="model manifest (default: SIGNALS_MODELS_DIR/manifest.json)")
@@ -50,6 +56,7 @@ def add_eval(sub: Any) -> None:
                         help="progress bar on stderr (default: when stderr is a terminal)")
     parser.add_argument("--batch-max-size", type=int, help="records per pipeline batch")
     parser.add_argument("--model-threads", type=int)
+    connection(parser)  # for --from-topic
     parser.set_defaults(run=run_eval)
 
 
@@ -68,6 +75,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from stream.eval_gate import load_gate, load_result
     from stream.eval_markdown import summary_lines
 
+    if args.from_topic:
+        return run_online(args, settings)
     if args.bootstrap < 0 or args.bins < 1:
         raise ConfigError("--bootstrap must be >= 0 and --bins >= 1")
     settings = _with_manifest(settings.replace(include_embedding=False), args.manifest)
@@ -85,6 +94,25 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     if gate is None or baseline is None:
         return 0
     return gate_exit(baseline, result, gate, args.baseline)
+
+
+def run_online(args: argparse.Namespace, settings: Settings) -> int:
+    """Summarise the model-eval records on a topic (written by workers with challengers)."""
+    import orjson
+
+    from stream.eval_online import summarise, summary_lines
+    from stream.kafka_io import read_topic
+
+    records = [orjson.loads(r.value) for r in
+               read_topic(settings, args.from_topic, idle_timeout_s=args.idle_timeout)]
+    summaries = summarise(records)
+    print("\n".join(summary_lines(summaries)))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "model_eval_summary.json").write_bytes(
+            orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
+        print(f"wrote {args.out / 'model_eval_summary.json'}")
+    return 0
 
 
 def evaluate_file(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
