@@ -4,6 +4,10 @@ Per batch: the language model once on the texts, the encoder once (one ONNX call
 bucket), then each classification head once on the embeddings. The result per event is an
 `Enrichment`: the embedding and ``{task: {label, score, model, ...}}`` for each model that ran.
 
+Content-type routing: each head runs (once per batch) on the items of the content types it was
+trained for (``applies_to`` in its manifest entry): topic on shows, episodes and audiobooks;
+sentiment, emotion and spam on comments; safety on everything.
+
 Language routing: the encoder and heads are English-only. They still run on every text (one call
 per batch either way), but when the language model is confident the text is not English
 (``NON_ENGLISH_CONFIDENCE``), their signals carry ``"reliable": false``, raise no flags, and the
@@ -75,14 +79,20 @@ class Enricher:
         if self.language is not None:
             for signals, lang in zip(per_item, self.language.predict(texts), strict=True):
                 signals[LANGUAGE_TASK] = lang
+        types = [events[i].content_type for i in with_text]
         for head in self.heads:
-            _add_signals(per_item, head.task, head.predict(embeddings), head.head.english_only)
+            rows = [r for r, t in enumerate(types) if t in head.head.applies_to]
+            _add_signals([per_item[r] for r in rows], head.task, head.predict(embeddings[rows]),
+                         head.head.english_only)
         shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         for challenger in self.challengers:
-            predictions = (challenger.predict(texts) if isinstance(challenger, LanguageModel)
-                           else challenger.predict(embeddings))
-            for shadow, signal in zip(shadows, predictions, strict=True):
-                shadow[challenger.task] = signal
+            if isinstance(challenger, LanguageModel):
+                rows, predictions = list(range(len(texts))), challenger.predict(texts)
+            else:
+                rows = [r for r, t in enumerate(types) if t in challenger.head.applies_to]
+                predictions = challenger.predict(embeddings[rows])
+            for r, signal in zip(rows, predictions, strict=True):
+                shadows[r][challenger.task] = signal
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
             result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],

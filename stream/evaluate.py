@@ -29,6 +29,7 @@ from tqdm import tqdm
 from stream.enrich import Enricher
 from stream.errors import ConfigError, InputFileError
 from stream.metrics import length_bucket
+from stream.models import CONTENT_TYPES
 from stream.pipeline import Pipeline, process_batch
 from stream.records import Position, RawMessage
 from stream.validate import TEXT_FIELDS
@@ -45,6 +46,9 @@ class EvalRecord:
     expected: dict[str, Any]
 
 
+CONTENT_TYPES_ALL = frozenset(CONTENT_TYPES)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskModel:
     """What eval needs to know about the model of one task."""
@@ -55,6 +59,7 @@ class TaskModel:
     multi_label: bool = False
     english_only: bool = False
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    applies_to: frozenset[str] = CONTENT_TYPES_ALL
 
 
 @dataclass(slots=True)
@@ -89,19 +94,21 @@ def parse_label_map(specs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def load_records(path: Path, task: str | None) -> list[EvalRecord]:
+def load_records(path: Path, task: str | None,
+                 applies_to: frozenset[str] | None = None) -> list[EvalRecord]:
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror}") from exc
-    records = [_parse_line(raw, number, path, task)
+    records = [_parse_line(raw, number, path, task, applies_to or CONTENT_TYPES_ALL)
                for number, raw in enumerate(lines, start=1) if raw.strip()]
     if not records:
         raise InputFileError(f"{path} has no records (one JSON object per line expected)")
     return records
 
 
-def _parse_line(raw: bytes, line: int, path: Path, task: str | None) -> EvalRecord:
+def _parse_line(raw: bytes, line: int, path: Path, task: str | None,
+                applies_to: frozenset[str]) -> EvalRecord:
     where = f"{path}:{line}"
     try:
         obj = orjson.loads(raw)
@@ -120,20 +127,28 @@ def _parse_line(raw: bytes, line: int, path: Path, task: str | None) -> EvalReco
     if task is None:
         raise ConfigError(f"{where} is a plain text+label record: say which model it scores "
                           "with --task (e.g. --task language)")
-    return EvalRecord(line, wrap_plain(obj, line, where), {task: obj["label"]})
+    return EvalRecord(line, wrap_plain(obj, line, where, applies_to), {task: obj["label"]})
 
 
-def wrap_plain(obj: Mapping[str, Any], line: int, where: str) -> dict[str, Any]:
-    """The smallest valid content event carrying a plain record's text."""
+def wrap_plain(obj: Mapping[str, Any], line: int, where: str,
+               applies_to: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The smallest valid content event carrying a plain record's text, of a content type the
+    task's model reads: a show (title/description) unless the model reads only comments, a
+    comment (text) unless the model does not read comments."""
     event: dict[str, Any] = {"event_id": f"eval-{line}", "content_id": f"eval-{line}",
                              "event_time": EVAL_TIME}
-    show = {k: obj[k] for k in ("title", "description") if _text(obj.get(k))}
-    if show:
-        event |= {"event_type": "content.published", "content_type": "show", **show}
-    elif _text(obj.get("text")):
-        event |= {"event_type": "comment.created", "content_type": "comment", "text": obj["text"]}
-    else:
+    fields = {k: obj[k] for k in ("title", "description", "text") if _text(obj.get(k))}
+    if not fields:
         raise InputFileError(f"{where}: needs a non-empty \"text\", \"title\" or \"description\"")
+    has_show_fields = "title" in fields or "description" in fields
+    comments_only = applies_to == frozenset({"comment"})
+    if not comments_only and ("comment" not in applies_to or has_show_fields):
+        show = {k: v for k, v in fields.items() if k != "text"} or {"title": fields["text"]}
+        event |= {"event_type": "content.published", "content_type": "show", **show}
+    else:
+        text = fields.get("text") or ". ".join(fields[k] for k in ("title", "description")
+                                               if k in fields)
+        event |= {"event_type": "comment.created", "content_type": "comment", "text": text}
     return event | {k: obj[k] for k in PASS_THROUGH if isinstance(obj.get(k), str)}
 
 
@@ -150,7 +165,7 @@ def task_models(enricher: Enricher) -> dict[str, TaskModel]:
     for head in enricher.heads:
         h = head.head
         models[h.task] = TaskModel(h.task, h.version, h.labels, h.multi_label, h.english_only,
-                                   dict(h.thresholds))
+                                   dict(h.thresholds), h.applies_to)
     return models
 
 
@@ -247,8 +262,8 @@ def slice_keys(record: EvalRecord, signal_record: Mapping[str, Any],
 def evaluate(path: Path, pipeline: Pipeline, task: str | None, mapping: Mapping[str, str], *,
              manifest: Path, batch_size: int = 64,
              progress: bool | None = None) -> Evaluation:
-    records = load_records(path, task)
     models = task_models(pipeline.enricher)
+    records = load_records(path, task, models[task].applies_to if task in models else None)
     tasks = choose_tasks(records, models, task, manifest)
     for name in tasks:
         check_labels(records, models[name], mapping, path)

@@ -104,8 +104,12 @@ def eval_folder(references: Mapping[str, Mapping[str, Any]]) -> Folder:
 
 
 def load_references(manifest: Manifest) -> dict[str, dict[str, Any]]:
-    """Model version → its reference distribution (``predicted`` label fractions and per-label
-    ``histograms`` of 10 score bins), for every manifest entry that names one."""
+    """Model version → its reference distribution, for every manifest entry that names one.
+
+    The file (written by the training script from the validation split) holds ``predicted``
+    ``counts`` per label and, per label, ``counts`` of its probability in 10 bins; this returns
+    ``{"predicted": {label: count}, "histograms": {label: [10 counts]}}``.
+    """
     references: dict[str, dict[str, Any]] = {}
     for spec in manifest.models:
         name = spec.extra("reference")
@@ -113,7 +117,11 @@ def load_references(manifest: Manifest) -> dict[str, dict[str, Any]]:
             continue
         path = spec.resolve_path(name)
         try:
-            references[spec.version] = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise ModelFileError(f"cannot read reference distribution {path}: {exc}") from exc
+            raw = orjson.loads(path.read_bytes())
+            references[spec.version] = {
+                "predicted": dict(raw["predicted"]["counts"]),
+                "histograms": {label: list(info["counts"])
+                               for label, info in raw["labels"].items()}}
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"cannot read reference distribution {path}: {exc!r}") from exc
     return references

@@ -20,6 +20,7 @@ from stream.manifest import ModelSpec
 from stream.onnx_session import OnnxModel
 
 PROBABILITIES = "probabilities"
+CONTENT_TYPES = ("show", "episode", "track", "audiobook", "comment")
 
 
 def load_labels(spec: ModelSpec) -> list[str]:
@@ -72,6 +73,7 @@ class HeadSpec:
     multi_label: bool
     thresholds: dict[str, float]
     english_only: bool
+    applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
 
 
 class HeadModel:
@@ -83,7 +85,8 @@ class HeadModel:
             task=spec.task, version=spec.version, labels=tuple(labels),
             multi_label=bool(spec.extra("multi_label", False)),
             thresholds={k: float(v) for k, v in spec.extra("thresholds", {}).items()},
-            english_only=bool(spec.extra("english_only", True)))
+            english_only=bool(spec.extra("english_only", True)),
+            applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)))
         unknown = set(self.head.thresholds) - set(labels)
         if unknown:
             raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "

@@ -65,8 +65,9 @@ def test_enrich_sends_one_signal_or_one_dead_letter_per_event(
     assert [d["error"]["class"] for d in letters] == ["invalid_json", "schema_violation"]
     assert [d["source"]["offset"] for d in letters] == [1, 2]
     enriched = [orjson.loads(r.value) for r in sink.records[topics.enriched]]
-    assert [r.key for r in sink.records[topics.enriched]] == [
-        b"content_type=episode|market=US"] * 2
+    keys = [r.key.decode() for r in sink.records[topics.enriched]]
+    assert keys == [e["group"] for e in enriched]          # keyed by aggregation group
+    assert all(k.startswith("topic=") and k.endswith("|market=US") for k in keys)
     assert [e["event_id"] for e in enriched] == ["e-1", "e-3"]
 
 

@@ -301,14 +301,16 @@ def test_every_active_head_can_be_evaluated(tmp_path: Path, pipeline: Pipeline,
     heads = [m for m in task_models(pipeline.enricher).values() if m.task != "language"]
     if not heads:
         pytest.skip("no classification head is active in models_onnx/manifest.json")
-    base = {"event_type": "comment.created", "content_type": "comment",
-            "event_time": "2026-10-01T10:00:00Z"}
     for model in heads:
+        comment = "comment" in model.applies_to        # each head reads its own content types
+        base = {"event_type": "comment.created" if comment else "content.published",
+                "content_type": "comment" if comment else sorted(model.applies_to)[0],
+                "event_time": "2026-10-01T10:00:00Z"}
         rows = []
         for i, text in enumerate(SENTENCES["en"] * 3):
             label = model.labels[i % len(model.labels)]
             rows.append({**base, "event_id": f"{model.task}-{i}", "content_id": f"c{i}",
-                         "text": text,
+                         "text" if comment else "title": text,
                          "expected": {model.task: [label] if model.multi_label else label}})
         out = tmp_path / model.task
         code, _, err = run(capsys, "--data", write_jsonl(tmp_path / f"{model.task}.jsonl", rows),
