@@ -15,9 +15,17 @@ Reading guide, in the order data flows:
 9. `stream.windows`    event-time tumbling/hopping windows: assign, fold, close.
 10. `stream.app`       the thin Faust shell: topics, the window table, the two agents.
 
+Models: `stream.models` (language model, heads on the embedding, probabilities → signals),
+`stream.langid_features` (the language model's featuriser), `stream.model_eval` (champion vs
+challenger windows, PSI).
+
+Tools on the same core: `stream.replay*` (`signals replay`: plan, sources, sinks, state,
+control), `stream.evaluate` / `stream.metrics` / `stream.eval_*` (`signals eval`, offline and
+`--from-topic`).
+
 Around them: `stream.cli` / `stream.commands` (the `signals` command), `stream.worker`,
 `stream.kafka_io` (kafka-python tools), `stream.broker` (a local Kafka from Maven Central),
-`stream.demo`, `stream.logs` (structlog).
+`stream.sinks`, `stream.demo`, `stream.logs` (structlog).
 """
 
 __version__ = "0.1.0"
