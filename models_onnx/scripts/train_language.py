@@ -43,6 +43,7 @@ from sklearn.naive_bayes import MultinomialNB
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from stream.langid_features import char_ngram_ids  # noqa: E402
+from stream.onnx_session import sha256_of as sha256_file  # noqa: E402
 
 VERSION = "langid-charngram-v1"
 SEED = 0
@@ -56,15 +57,6 @@ GRID_ALPHA = (3e-5, 1e-4, 3e-4, 1e-3)
 MIN_GAIN = 0.001  # a larger configuration must beat a smaller one by this dev accuracy
 BATCH = 2048
 OPSET = 17
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
