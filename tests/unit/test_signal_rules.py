@@ -44,10 +44,16 @@ def test_flags_are_named_by_task_and_label() -> None:
 
 
 def test_english_unless_confidently_something_else() -> None:
-    assert is_english({})
-    assert is_english({"language": {"label": "en", "score": 0.99}})
-    assert is_english({"language": {"label": "de", "score": 0.4}})
-    assert not is_english({"language": {"label": "de", "score": 0.95}})
+    long = 80
+    assert is_english({}, long)
+    assert is_english({"language": {"label": "en", "score": 0.99}}, long)
+    assert is_english({"language": {"label": "de", "score": 0.4}}, long)
+    assert not is_english({"language": {"label": "de", "score": 0.95}}, long)
+
+
+def test_short_texts_need_near_certainty_to_count_as_non_english() -> None:
+    assert is_english({"language": {"label": "cs", "score": 0.95}}, len("Pivot"))
+    assert not is_english({"language": {"label": "de", "score": 0.999}}, len("Sehr gut, danke!"))
 
 
 def event(content_type: str, market: str | None = "US") -> ContentEvent:
