@@ -84,14 +84,28 @@ class Enricher:
             for signals, lang in zip(per_item, self.language.predict(texts), strict=True):
                 signals[LANGUAGE_TASK] = lang
         types = [events[i].content_type for i in with_text]
-        english = [is_english(signals, len(text)) for signals, text in zip(per_item, texts,
-                                                                           strict=True)]
+        self._run_heads(per_item, embeddings, types, texts)
+        shadows = self._run_challengers(embeddings, types, texts)
+        result = [Enrichment(embedding=None) for _ in events]
+        for row, i in enumerate(with_text):
+            result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],
+                                   shadow=shadows[row])
+        return result
+
+    def _run_heads(self, per_item: list[dict[str, dict[str, Any]]], embeddings: np.ndarray,
+                   types: list[str], texts: list[str]) -> None:
+        """Each head once, on the rows of the content types it applies to."""
+        english = [is_english(signals, len(text))
+                   for signals, text in zip(per_item, texts, strict=True)]
         for head in self.heads:
             rows = [r for r, t in enumerate(types) if t in head.head.applies_to]
             for r, signal in zip(rows, head.predict(embeddings[rows]), strict=True):
                 if head.head.english_only and not english[r]:
                     signal = {**signal, "reliable": False, "flagged": []}
                 per_item[r][head.task] = signal
+
+    def _run_challengers(self, embeddings: np.ndarray, types: list[str],
+                         texts: list[str]) -> list[dict[str, dict[str, Any]]]:
         shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         for challenger in self.challengers:
             if isinstance(challenger, LanguageModel):
@@ -101,11 +115,7 @@ class Enricher:
                 predictions = challenger.predict(embeddings[rows])
             for r, signal in zip(rows, predictions, strict=True):
                 shadows[r][challenger.task] = signal
-        result = [Enrichment(embedding=None) for _ in events]
-        for row, i in enumerate(with_text):
-            result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],
-                                   shadow=shadows[row])
-        return result
+        return shadows
 
 
 def load_challenger(manifest: Manifest, task: str, version: str,

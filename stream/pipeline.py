@@ -75,8 +75,10 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
             enriched = enriched_record(pipeline, event, enrichment)
             output.enriched.append(OutRecord(enriched["group"].encode(), dumps(enriched)))
         for task, challenger in enrichment.shadow.items():
-            shadow = shadow_record(task, event.event_time_ms, enrichment.signals[task], challenger)
-            output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
+            champion = enrichment.signals.get(task)
+            if champion is not None:   # compared only where the champion ran too
+                shadow = shadow_record(task, event.event_time_ms, champion, challenger)
+                output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
     return output
 
 
