@@ -12,6 +12,7 @@ import pytest
 from stream.errors import ConfigError, ModelContractError, ModelFileError
 from stream.manifest import Manifest, load_manifest
 from stream.onnx_session import OnnxModel
+from stream.pipeline import Pipeline
 from stream.settings import Settings
 from stream.worker import build_pipeline
 
@@ -94,3 +95,34 @@ def test_bucketing_barely_changes_embeddings(settings: Settings) -> None:
     a, b = one_bucket.encode(texts), per_item.encode(texts)
     assert np.sum(a * b, axis=1).min() > 0.99
     assert one_bucket.encode([]).shape == (0, one_bucket.dim)
+
+
+def test_every_head_honours_its_contract_and_label_map(pipeline: Pipeline) -> None:
+    """Output width = labels file, probabilities in range (softmax rows sum to 1), thresholds
+    name real labels, and each signal carries the head's version."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert pipeline.enricher.heads, "no classification head is active"
+    for head in pipeline.enricher.heads:
+        spec = head.head
+        assert len(set(spec.labels)) == len(spec.labels) >= 2
+        assert set(spec.thresholds) <= set(spec.labels)
+        probs = head.model.run({"embedding": vectors})["probabilities"]
+        assert probs.shape == (5, len(spec.labels))
+        assert ((probs >= 0) & (probs <= 1)).all()
+        if not spec.multi_label:
+            assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        for signal in head.predict(vectors):
+            assert signal["model"] == head.version
+            assert signal["label"] in (*spec.labels, "none")
+            assert list(signal["scores"]) == list(spec.labels)
+
+
+def test_the_language_model_names_75_iso_codes(pipeline: Pipeline) -> None:
+    language = pipeline.enricher.language
+    assert language is not None
+    assert len(language.labels) == 75 and all(len(code) == 2 for code in language.labels)
+    [german, english] = language.predict(["Das ist ein ganz normaler deutscher Satz.",
+                                          "This is a perfectly ordinary English sentence."])
+    assert (german["label"], english["label"]) == ("de", "en")
