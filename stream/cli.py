@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stream.cli_types import non_negative_int, positive_float, positive_int
 from stream.errors import SignalsError
 from stream.settings import Settings
 
@@ -80,52 +81,24 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ssl-certfile")
     group.add_argument("--ssl-keyfile")
     group.add_argument("--topic-prefix", help="prepended to every topic name")
-    group.add_argument("--partitions", type=_positive_int)
+    group.add_argument("--partitions", type=positive_int)
     group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     group.add_argument("--log-format", choices=("json", "console"))
 
 
 def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("processing")
-    group.add_argument("--batch-max-size", type=_positive_int, help="events per micro-batch")
-    group.add_argument("--batch-max-wait-s", type=_positive_float,
+    group.add_argument("--batch-max-size", type=positive_int, help="events per micro-batch")
+    group.add_argument("--batch-max-wait-s", type=positive_float,
                        help="seconds to wait for a batch to fill")
-    group.add_argument("--encoder-bucket-size", type=_positive_int)
-    group.add_argument("--model-threads", type=_positive_int)
+    group.add_argument("--encoder-bucket-size", type=positive_int)
+    group.add_argument("--model-threads", type=positive_int)
     group.add_argument("--models-dir", type=Path)
-    group.add_argument("--tumbling-window-s", type=_positive_int)
-    group.add_argument("--hopping-window-s", type=_positive_int)
-    group.add_argument("--hopping-step-s", type=_positive_int)
-    group.add_argument("--window-grace-s", type=_non_negative_int)
+    group.add_argument("--tumbling-window-s", type=positive_int)
+    group.add_argument("--hopping-window-s", type=positive_int)
+    group.add_argument("--hopping-step-s", type=positive_int)
+    group.add_argument("--window-grace-s", type=non_negative_int)
     group.add_argument("--include-embedding", action=argparse.BooleanOptionalAction, default=None)
-
-
-def _positive_int(text: str) -> int:
-    value = int(_parse(int, text, "a whole number"))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(_parse(int, text, "a whole number"))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(_parse(float, text, "a number"))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def _parse(kind: type[int] | type[float], text: str, what: str) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
 
 
 if __name__ == "__main__":

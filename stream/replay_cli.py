@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stream.cli_types import non_negative_int, positive_float
 from stream.replay_plan import (
     ReplayRequest,
     SinkSpec,
@@ -56,9 +57,9 @@ def _add_source(parser: argparse.ArgumentParser) -> Any:
     which = source.add_mutually_exclusive_group(required=True)
     which.add_argument("--topic", help="a Kafka topic, read without a consumer group")
     which.add_argument("--file", type=Path, help="a JSONL file, plain or gzip")
-    source.add_argument("--from-offset", type=_non_negative_int, metavar="N",
+    source.add_argument("--from-offset", type=non_negative_int, metavar="N",
                         help="first offset (inclusive; a file: first line, from 1)")
-    source.add_argument("--to-offset", type=_non_negative_int, metavar="N",
+    source.add_argument("--to-offset", type=non_negative_int, metavar="N",
                         help="last offset (exclusive)")
     source.add_argument("--from-time", type=_arg(parse_time), metavar="ISO-8601",
                         help="first record timestamp (inclusive), e.g. 2026-01-05T10:00:00Z")
@@ -84,7 +85,7 @@ def _add_processing_and_sink(parser: argparse.ArgumentParser) -> None:
                          help="default: derived from source, range, models and batch options")
     running.add_argument("--checkpoint", type=Path, metavar="PATH",
                          help="resume from / save progress to this JSON file")
-    running.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_S",
+    running.add_argument("--rate", type=positive_float, metavar="EVENTS_PER_S",
                          help="at most this many events per second")
     running.add_argument("--dry-run", action="store_true",
                          help="validate and count, produce nothing")
@@ -113,26 +114,6 @@ def _arg(parse: Callable[[str], Any]) -> Callable[[str], Any]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return convert
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
 
 
 def _non_empty(text: str) -> str:
