@@ -46,7 +46,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield existing
         return
     data_dir: Path = tmp_path_factory.mktemp("kafka")
-    broker = LocalBroker(data_dir=data_dir, port=_free_port(), controller_port=_free_port())
+    port = _free_port()
+    controller_port = _free_port()
+    while controller_port == port:   # two probes may be handed the same free port
+        controller_port = _free_port()
+    broker = LocalBroker(data_dir=data_dir, port=port, controller_port=controller_port)
     broker.start(timeout_s=120)
     try:
         yield broker.bootstrap
