@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from stream.broker import LocalBroker
 from stream.pipeline import Pipeline
@@ -20,6 +21,10 @@ from stream.settings import REPO_ROOT, Settings
 from stream.worker import build_pipeline
 
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+# Machines are shared and noisy: properties are about results, never about how long one took.
+hypothesis_settings.register_profile("content-signals", deadline=None)
+hypothesis_settings.load_profile("content-signals")
 
 
 @pytest.fixture(scope="session")
