@@ -4,9 +4,6 @@ with Ctrl-C and resumed has no gaps and no duplicates."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +28,7 @@ from stream.replay_plan import (
 from stream.replay_state import load_checkpoint
 from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, settings_env, values
+from tests.processes import interrupt_after_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -171,16 +169,10 @@ def test_an_interrupted_and_resumed_replay_has_no_gaps_and_no_duplicates(
     topic, ckpt = settings.topics.events, tmp_path / "replay.ckpt"
     ensure_topics(settings)
     produce(settings, topic, keyed([event(i) for i in range(40)]))
-    argv = ["replay", "--topic", topic, "--checkpoint", str(ckpt), "--no-progress"]
-    process = subprocess.Popen([sys.executable, "-m", "stream.cli", *argv, "--rate", "10"],
-                               env=settings_env(settings), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not ckpt.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()[-2000:]
+    argv = ["replay", "--topic", topic, "--checkpoint", str(ckpt), "--no-progress",
+            "--rate", "10"]
+    code, stdout, stderr = interrupt_after_checkpoint(argv, ckpt, settings_env(settings))
+    assert code == 130, stderr.decode()[-2000:]
     stopped = load_checkpoint(ckpt)
     assert stopped is not None and 0 < stopped.counts.read < 40
     assert b"interrupted; left to do" in stdout

@@ -6,10 +6,6 @@ from __future__ import annotations
 import gzip
 import itertools
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from stream.replay_sinks import output_paths
 from stream.replay_sources import FileSource
 from stream.replay_state import load_checkpoint
 from stream.settings import REPO_ROOT, Settings
+from tests.processes import interrupt_after_checkpoint
 
 
 def event(i: int) -> dict[str, Any]:
@@ -207,17 +204,11 @@ def test_ctrl_c_stops_after_a_checkpointed_batch_and_the_resumed_output_is_ident
     source, out, ckpt = tmp_path / "events.jsonl", tmp_path / "out.jsonl", tmp_path / "r.ckpt"
     write_events(source, n=37)            # 40 lines: 10 batches of 4
     argv = ["replay", "--file", str(source), "--output", str(out), "--checkpoint", str(ckpt),
-            "--batch-max-size", "4", "--model-threads", "1", "--aggregate", "--no-progress"]
+            "--batch-max-size", "4", "--model-threads", "1", "--aggregate", "--no-progress",
+            "--rate", "8"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALS_")}
-    process = subprocess.Popen([sys.executable, "-m", "stream.cli", *argv, "--rate", "8"],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not ckpt.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr.decode()
+    code, stdout, stderr = interrupt_after_checkpoint(argv, ckpt, env, cwd=REPO_ROOT)
+    assert code == 130, stderr.decode()
     assert b"interrupted; left to do: 0:[" in stdout and b"run the same command" in stdout
     stopped = load_checkpoint(ckpt)
     assert stopped is not None and 1 < stopped.positions[0] < 41
