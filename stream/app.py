@@ -22,6 +22,7 @@ import faust
 import orjson
 import structlog
 
+from stream.logs import log_batch
 from stream.manifest import load_manifest
 from stream.model_eval import eval_folder, load_references
 from stream.pipeline import OutRecord, Pipeline, dumps, process_batch
@@ -80,7 +81,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
             await send_all(sink, names.enriched, output.enriched)
             await send_all(sink, names.dlq, output.dead_letters)
             await send_all(sink, names.shadow, output.shadow)
-            log_batch(messages, len(output.signals), output.dead_letters)
+            log_batch(messages, output.signals, output.dead_letters)
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
@@ -128,18 +129,6 @@ def raw_message(event: Any) -> RawMessage:
 async def send_all(sink: Sink, topic: str, records: Sequence[OutRecord]) -> None:
     for record in records:
         await sink.send(topic, record)
-
-
-def log_batch(messages: Sequence[RawMessage], n_signals: int,
-              dead_letters: Sequence[OutRecord]) -> None:
-    first, last = messages[0].position, messages[-1].position
-    log.info("batch_processed", size=len(messages), signals=n_signals,
-             dead_letters=len(dead_letters), topic=first.topic, partition=first.partition,
-             first_offset=first.offset, last_offset=last.offset)
-    for record in dead_letters:
-        letter = orjson.loads(record.value)
-        log.warning("dead_letter", reason=letter["error"]["class"],
-                    detail=letter["error"]["message"], **letter["source"])
 
 
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
