@@ -24,8 +24,8 @@ from stream.settings import Settings
 
 # CLI flag → settings field, shared by the subcommands that talk to Kafka.
 _CONNECTION_FLAGS = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username",
-                     "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "topic_prefix",
-                     "partitions", "log_level", "log_format")
+                     "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+                     "connect_timeout_s", "topic_prefix", "partitions", "log_level", "log_format")
 _WORKER_FLAGS = ("batch_max_size", "batch_max_wait_s", "encoder_bucket_size", "model_threads",
                  "models_dir", "tumbling_window_s", "hopping_window_s", "hopping_step_s",
                  "window_grace_s", "include_embedding")
@@ -80,6 +80,8 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ssl-cafile")
     group.add_argument("--ssl-certfile")
     group.add_argument("--ssl-keyfile")
+    group.add_argument("--connect-timeout-s", type=positive_float,
+                       help="seconds to wait for a first broker (default 10)")
     group.add_argument("--topic-prefix", help="prepended to every topic name")
     group.add_argument("--partitions", type=positive_int)
     group.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

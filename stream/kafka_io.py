@@ -24,6 +24,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",")],
         "security_protocol": settings.security_protocol,
+        "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
     }
     if settings.security_protocol.startswith("SASL"):
         config |= {"sasl_mechanism": settings.sasl_mechanism,

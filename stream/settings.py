@@ -57,6 +57,7 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    connect_timeout_s: float = 10.0  # how long the kafka-python tools wait for a first broker
     topic_prefix: str = ""
     partitions: int = 4
     replication_factor: int = 1
@@ -145,6 +146,8 @@ class Settings:
             _require(getattr(self, name) >= 1, f"{name}={getattr(self, name)}; it must be >= 1")
         _require(self.batch_max_wait_s > 0,
                  f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
+        _require(self.connect_timeout_s > 0,
+                 f"connect_timeout_s={self.connect_timeout_s}; must be > 0")
         _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
         _require(self.hopping_window_s % self.hopping_step_s == 0,
                  f"hopping_window_s={self.hopping_window_s} is not a multiple of "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from stream.cli import main
 from stream.errors import ConfigError
 from stream.settings import Settings
+
+DEMO_EVENTS = Path(__file__).parents[2] / "deploy" / "demo" / "events.jsonl"
 
 
 def test_environment_then_flags_then_checks() -> None:
@@ -44,6 +47,7 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         ({"SIGNALS_SECURITY_PROTOCOL": "TLS"}, "use one of"),
         ({"SIGNALS_SECURITY_PROTOCOL": "SASL_SSL"}, "SIGNALS_SASL_USERNAME"),
         ({"SIGNALS_HOPPING_WINDOW_S": "300", "SIGNALS_HOPPING_STEP_S": "70"}, "not a multiple"),
+        ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "connect_timeout_s=0.0; must be > 0"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], fragment: str) -> None:
@@ -80,3 +84,13 @@ def test_produce_reports_an_unreadable_file(capsys: pytest.CaptureFixture[str],
     assert main(["produce", str(tmp_path / "missing.jsonl"),
                  "--bootstrap-servers", "127.0.0.1:1"]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_broker_that_is_not_there_is_reported_within_the_connect_timeout(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """kafka-python would wait 30 s for a first broker; the tools wait connect_timeout_s."""
+    started = time.monotonic()
+    assert main(["produce", str(DEMO_EVENTS), "--bootstrap-servers", "127.0.0.1:1",
+                 "--connect-timeout-s", "0.5"]) == 2
+    assert "no Kafka broker answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert time.monotonic() - started < 25  # far below kafka-python's own 30 s default
