@@ -22,6 +22,7 @@ import faust
 import orjson
 import structlog
 
+from stream.kafka_io import DLQ_MAX_MESSAGE_BYTES
 from stream.logs import log_batch
 from stream.manifest import load_manifest
 from stream.model_eval import eval_folder, load_references
@@ -146,6 +147,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
         "web_enabled": False, "web_port": settings.web_port,
         "producer_acks": -1, "table_standby_replicas": 0,
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,   # dead letters of large inputs
     }
     credentials = faust_credentials(settings)
     if credentials is not None:

@@ -18,6 +18,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from stream.errors import BrokerError
 from stream.settings import Settings
 
+# Kafka's default message limit is 1 MB; the base64 in a dead letter of a 1 MB message is 1.34 MB.
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection and security options shared by every kafka-python client we create."""
@@ -60,13 +63,22 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                 raise BrokerError(f"topic {name} has {count} partitions, the pipeline is "
                                   f"configured for {settings.partitions} (SIGNALS_PARTITIONS)")
         missing = [n for n in names if n not in existing]
-        for name in missing:
-            with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
-                admin.create_topics([NewTopic(name, settings.partitions,
-                                              settings.replication_factor)])
+        create_topics(admin, settings, missing, dead_letters=settings.topics.dlq)
         return missing
     finally:
         admin.close()
+
+
+def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str], *,
+                  dead_letters: str) -> None:
+    """Create topics with the configured partitions; the dead-letter topic takes messages up to
+    `DLQ_MAX_MESSAGE_BYTES`, so the dead letter of a message the input topic accepted (its bytes
+    as base64 plus the reason) fits, even where the input topic's own 1 MB limit would not."""
+    for name in names:
+        configs = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)} if name == dead_letters else {}
+        with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
+            admin.create_topics([NewTopic(name, settings.partitions, settings.replication_factor,
+                                          topic_configs=configs)])
 
 
 def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -79,7 +91,8 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
 
 def producer(settings: Settings, **options: Any) -> KafkaProducer:
     try:
-        return KafkaProducer(acks="all", linger_ms=5, **client_config(settings), **options)
+        return KafkaProducer(acks="all", linger_ms=5, max_request_size=DLQ_MAX_MESSAGE_BYTES,
+                             **client_config(settings), **options)
     except KafkaError as exc:
         raise BrokerError(f"no Kafka broker answers at {settings.bootstrap_servers}") from exc
 

@@ -25,6 +25,7 @@ from stream.rules import aggregation_group, flags_for
 from stream.validate import Validator
 
 DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+DLQ_UTF8_MAX_BYTES = 65_536  # larger originals are kept in the dead letter as base64 only
 log = structlog.get_logger("stream.pipeline")
 
 
@@ -155,10 +156,7 @@ def dead_letter(message: RawMessage, rejection: Rejection,
                 pipeline: Pipeline | None = None) -> OutRecord:
     """A ``content.events.dlq.v1`` record: the original bytes, where they came from, and why."""
     value = message.value or b""
-    try:
-        text: str | None = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+    text = readable_copy(value)
     record = {
         "original": {"value_b64": base64.b64encode(value).decode(), "value_utf8": text,
                      "key_b64": base64.b64encode(message.key).decode() if message.key else None},
@@ -172,6 +170,18 @@ def dead_letter(message: RawMessage, rejection: Rejection,
         record["replay_id"] = pipeline.run_id
     key = message.key or f"{message.position.topic}-{message.position.partition}".encode()
     return OutRecord(key, dumps(record))
+
+
+def readable_copy(value: bytes) -> str | None:
+    """The original as text for people, when it is UTF-8 and at most `DLQ_UTF8_MAX_BYTES`; the
+    base64 copy always holds it whole. One copy only for large messages keeps a dead letter under
+    the dead-letter topic's size limit (`stream.kafka_io.DLQ_MAX_MESSAGE_BYTES`)."""
+    if len(value) > DLQ_UTF8_MAX_BYTES:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def dumps(record: dict[str, Any]) -> bytes:

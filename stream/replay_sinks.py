@@ -10,18 +10,16 @@ truncated: records of a batch that was produced but not checkpointed are produce
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
 from stream.errors import BrokerError, ConfigError
-from stream.kafka_io import admin_client, producer
+from stream.kafka_io import admin_client, create_topics, producer
 from stream.pipeline import OutRecord
 from stream.replay_plan import ReplayTopics
 from stream.settings import Settings
@@ -128,7 +126,7 @@ class KafkaSink:
 
     def __init__(self, settings: Settings, topics: ReplayTopics, *, windows: bool) -> None:
         names = [topics.signals, topics.dlq] + ([topics.windows] if windows else [])
-        ensure_sink_topics(settings, names)
+        ensure_sink_topics(settings, names, dead_letters=topics.dlq)
         self.topics = dict(zip(KINDS, names, strict=False))
         self.description = "topics " + ", ".join(names)
         self.client = producer(settings, client_id=f"{settings.app_id}-replay")
@@ -160,16 +158,13 @@ class KafkaSink:
         self.client.close(timeout=10)
 
 
-def ensure_sink_topics(settings: Settings, names: list[str]) -> list[str]:
+def ensure_sink_topics(settings: Settings, names: list[str], dead_letters: str) -> list[str]:
     """Create the missing sink topics with the configured partitions; return the new ones."""
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         missing = [n for n in names if n not in existing]
-        for name in missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, settings.partitions,
-                                              settings.replication_factor)])
+        create_topics(admin, settings, missing, dead_letters=dead_letters)
         return missing
     except KafkaError as exc:
         raise BrokerError(f"creating the sink topics {names} failed: {exc}") from exc

@@ -14,8 +14,9 @@ import orjson
 import pytest
 
 from stream.kafka_io import ensure_topics, produce
-from stream.settings import Settings
+from stream.settings import Settings, Topics
 from tests.integration.helpers import collect, running_worker, values
+from tests.schemas import assert_valid
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,9 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
         orjson.dumps({**valid_event(91, 0, 1, "show", "US"), "title": "   ",
                       "description": ""}),                            # no text
         orjson.dumps({**valid_event(92, 0, 1, "show", "US"), "description": "x" * 20001}),
+        # 900 kB: over SIGNALS_MAX_EVENT_BYTES, under the input topic's 1 MB; its dead letter
+        # (the bytes as base64, 1.2 MB, plus the reason) needs the DLQ topic's larger limit.
+        orjson.dumps({**valid_event(93, 0, 1, "show", "US"), "description": "y" * 900_000}),
     ]
     first = [(e["content_id"].encode(), orjson.dumps(e)) for e in group_a + group_b]
     first += [(b"bad", m) for m in malformed]
@@ -78,6 +82,7 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
         seen = collect(
             it_settings, all_topics, timeout_s=90, worker=worker, worker_log=log,
             until=lambda s: (len(s[topics.signals]) >= len(valid)
+                             and len(s[topics.dlq]) >= len(malformed)
                              and len(s[topics.windows]) >= expected_windows))
 
     signals, letters = values(seen[topics.signals]), values(seen[topics.dlq])
@@ -89,7 +94,8 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
         assert signal["models"]["embedding"] == signal["embedding"]["model"]
 
     assert Counter(d["error"]["class"] for d in letters) == Counter(
-        {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1})
+        {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1,
+                 "too_large": 1})
     originals = [base64.b64decode(d["original"]["value_b64"]) for d in letters]
     assert sorted(originals) == sorted(malformed)
     assert all(d["error"]["message"] and d["source"]["topic"] == topics.events for d in letters)
@@ -101,6 +107,14 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
     assert set(outputs) == inputs
 
     windows = values(seen[topics.windows])
+    # What downstream consumers read off the broker holds to the published contracts.
+    contracts = Topics()
+    assert_valid(contracts.signals, signals)
+    assert_valid(contracts.dlq, letters)
+    assert_valid(contracts.windows, windows)
+    too_large = next(d for d in letters if d["error"]["class"] == "too_large")
+    assert too_large["original"]["value_utf8"] is None   # base64 only: one copy of 900 kB
+
     tumbling = {(w["group"], w["window"]["start_ms"] % 3_600_000 // 1000): w["count"]
                 for w in windows if w["window"]["kind"] == "tumbling"}
     assert tumbling == {("content_type=track|market=US", 0): 5,

@@ -10,7 +10,6 @@ in `stream.settings.Topics`, and for actually rejecting wrong records.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,8 +31,8 @@ from stream.replay_sinks import output_paths
 from stream.settings import REPO_ROOT, Settings, Topics
 from stream.windows import WindowAggregator, WindowSpec
 from stream.worker import build_pipeline
+from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
-SCHEMAS = REPO_ROOT / "schemas"
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
@@ -122,33 +121,8 @@ SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
 SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 
 
-def schema_path(topic: str) -> Path:
-    return SCHEMAS / f"{topic}.json"
-
-
-@functools.cache
-def schema(topic: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(schema_path(topic).read_text(encoding="utf-8"))
-    return loaded
-
-
-@functools.cache
-def validator(topic: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(schema(topic))
-
-
 def values(records: list[OutRecord]) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in records]
-
-
-def assert_valid(topic: str, records: list[dict[str, Any]]) -> None:
-    check = validator(topic)
-    for record in records:
-        try:
-            check(record)
-        except fastjsonschema.JsonSchemaException as exc:
-            shown = {k: v for k, v in record.items() if k != "embedding"}
-            pytest.fail(f"{topic}: {exc}\n{shown}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +11,8 @@ import orjson
 import pytest
 
 from stream.enrich import Enricher, Enrichment
-from stream.pipeline import Pipeline, process_batch
+from stream.errors import Rejection, RejectReason
+from stream.pipeline import DLQ_UTF8_MAX_BYTES, Pipeline, dead_letter, process_batch
 from stream.records import ContentEvent, Position, RawMessage
 
 
@@ -87,3 +89,17 @@ def test_a_broken_model_stops_the_batch_instead_of_dead_lettering_everything(
         pipeline, enricher=PoisonedEnricher(pipeline.enricher, {"e-0", "e-1"}))  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="model failed"):
         process_batch(broken, [message(i, event(i)) for i in range(2)])
+
+
+@pytest.mark.parametrize(("value", "readable"), [
+    (b'{"title": "caf\xc3\xa9"}', '{"title": "café"}'),
+    (b"caf\xe9", None),                                     # not UTF-8
+    (b"x" * DLQ_UTF8_MAX_BYTES, "x" * DLQ_UTF8_MAX_BYTES),
+    (b"x" * (DLQ_UTF8_MAX_BYTES + 1), None),                # large: base64 only
+])
+def test_a_dead_letter_keeps_the_bytes_whole_and_a_readable_copy_when_small(
+        value: bytes, readable: str | None) -> None:
+    message = RawMessage(value=value, position=Position("content.events.v1", 0, 5))
+    letter = orjson.loads(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")).value)
+    assert base64.b64decode(letter["original"]["value_b64"]) == value
+    assert letter["original"]["value_utf8"] == readable
