@@ -95,10 +95,17 @@ def window_record(aggregate: dict[str, Any]) -> dict[str, Any]:
         "window": aggregate["window"], "group": aggregate["group"], "count": count,
         "first_event_ms": aggregate["first_event_ms"], "last_event_ms": aggregate["last_event_ms"],
         "event_types": aggregate["event_types"], "labels": aggregate["labels"],
-        "mean_scores": {t: s / count for t, s in aggregate["score_sums"].items()} if count else {},
+        "mean_scores": mean_scores(aggregate),
         "flag_counts": aggregate["flags"],
         "flag_rates": {f: n / count for f, n in aggregate["flags"].items()} if count else {},
     }
+
+
+def mean_scores(aggregate: dict[str, Any]) -> dict[str, float]:
+    """Each task's mean score over the records that task scored (its label counts), not over the
+    window's count: a head that applies to some content types only would be diluted."""
+    return {task: total / sum(aggregate["labels"][task].values())
+            for task, total in aggregate["score_sums"].items()}
 
 
 @dataclass(frozen=True, slots=True)

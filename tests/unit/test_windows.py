@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.windows import WATERMARK_PREFIX, WindowAggregator, WindowSpec, fold, new_aggregate
+from stream.windows import (
+    WATERMARK_PREFIX,
+    WindowAggregator,
+    WindowSpec,
+    fold,
+    new_aggregate,
+    window_record,
+)
 
 TUMBLING = WindowSpec(60_000, 60_000)
 HOPPING = WindowSpec(300_000, 60_000)
@@ -46,6 +53,16 @@ def test_fold_counts_labels_scores_and_flags_without_mutating() -> None:
     assert two["score_sums"] == {"topic": 1.0}
     assert two["flags"] == {"safety": 1}
     assert (two["first_event_ms"], two["last_event_ms"]) == (1, 2)
+
+
+def test_a_mean_score_is_over_the_records_its_task_scored() -> None:
+    comment = {"event_time_ms": 3, "event_type": "comment.created", "flags": [],
+               "signals": {"sentiment": {"label": "positive", "score": 0.9, "model": "m"}}}
+    agg = fold(fold(fold(new_aggregate(TUMBLING, "g", 0, partition=0), record(1, "news", 0.2)),
+                    record(2, "news", 0.4)), comment)
+    closed = window_record(agg)
+    assert closed["count"] == 3
+    assert closed["mean_scores"] == pytest.approx({"topic": 0.3, "sentiment": 0.9})
 
 
 def test_windows_close_when_stream_time_passes_end_plus_grace() -> None:
