@@ -27,6 +27,7 @@ _CONNECTION_FLAGS = ("bootstrap_servers", "security_protocol", "sasl_mechanism",
                      "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
                      "connect_timeout_s", "topic_prefix", "partitions", "log_level", "log_format")
 _WORKER_FLAGS = ("batch_max_size", "batch_max_wait_s", "encoder_bucket_size", "model_threads",
+                 "model_spinning",
                  "models_dir", "tumbling_window_s", "hopping_window_s", "hopping_step_s",
                  "window_grace_s", "include_embedding")
 
@@ -95,6 +96,8 @@ def _add_worker_options(parser: argparse.ArgumentParser) -> None:
                        help="seconds to wait for a batch to fill")
     group.add_argument("--encoder-bucket-size", type=positive_int)
     group.add_argument("--model-threads", type=positive_int)
+    group.add_argument("--model-spinning", action=argparse.BooleanOptionalAction, default=None,
+                       help="let ONNX Runtime threads busy-wait between calls (default off)")
     group.add_argument("--models-dir", type=Path)
     group.add_argument("--tumbling-window-s", type=positive_int)
     group.add_argument("--hopping-window-s", type=positive_int)

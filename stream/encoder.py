@@ -38,12 +38,13 @@ def load_tokenizer(spec: ModelSpec) -> Tokenizer:
 class TextEncoder:
     """`encode(texts)` → float32 array [len(texts), dim] of L2-normalised sentence embeddings."""
 
-    def __init__(self, spec: ModelSpec, *, threads: int, bucket_size: int) -> None:
+    def __init__(self, spec: ModelSpec, *, threads: int, bucket_size: int,
+                 spinning: bool = False) -> None:
         self.spec = spec
         self.version = spec.version
         self.bucket_size = bucket_size
         self.tokenizer = load_tokenizer(spec)
-        self.model = OnnxModel(spec.file, spec.sha256, threads=threads)
+        self.model = OnnxModel(spec.file, spec.sha256, threads=threads, spinning=spinning)
         self.model.require(inputs=INPUTS, outputs=(OUTPUT,))
         dim = self.model.outputs[OUTPUT].shape[-1]
         self.dim = dim if isinstance(dim, int) else 384

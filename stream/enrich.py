@@ -52,18 +52,21 @@ class Enricher:
                  versions: Mapping[str, str] | None = None,
                  challengers: Mapping[str, str] | None = None) -> None:
         versions = versions or {}
-        threads = settings.model_threads
+        threads, spinning = settings.model_threads, settings.model_spinning
         self.encoder = TextEncoder(
             manifest.resolve(EMBEDDING_TASK, versions.get(EMBEDDING_TASK)),
-            threads=threads, bucket_size=settings.encoder_bucket_size)
+            bucket_size=settings.encoder_bucket_size,
+            threads=threads, spinning=spinning)
         self.language = (LanguageModel(manifest.resolve(LANGUAGE_TASK,
                                                         versions.get(LANGUAGE_TASK)),
-                                       threads=threads)
+                                       threads=threads, spinning=spinning)
                          if LANGUAGE_TASK in manifest.active else None)
-        self.heads = [HeadModel(manifest.resolve(task, versions.get(task)), threads=threads)
+        self.heads = [HeadModel(manifest.resolve(task, versions.get(task)), threads=threads,
+                                spinning=spinning)
                       for task in manifest.active
                       if manifest.resolve(task, versions.get(task)).kind == "head"]
-        self.challengers = [load_challenger(manifest, task, version, threads)
+        self.challengers = [load_challenger(manifest, task, version, threads=threads,
+                                            spinning=spinning)
                             for task, version in (challengers or {}).items()]
 
     @property
@@ -118,15 +121,15 @@ class Enricher:
         return shadows
 
 
-def load_challenger(manifest: Manifest, task: str, version: str,
-                    threads: int) -> HeadModel | LanguageModel:
+def load_challenger(manifest: Manifest, task: str, version: str, *,
+                    threads: int, spinning: bool = False) -> HeadModel | LanguageModel:
     """A challenger runs beside the champion of its task on the same batch; only heads and the
     language model can be challenged (a new encoder would need heads trained on it)."""
     spec = manifest.resolve(task, version)
     if spec.kind == "head":
-        return HeadModel(spec, threads=threads)
+        return HeadModel(spec, threads=threads, spinning=spinning)
     if task == LANGUAGE_TASK:
-        return LanguageModel(spec, threads=threads)
+        return LanguageModel(spec, threads=threads, spinning=spinning)
     raise ConfigError(f"cannot run a challenger for {task!r}: only classification heads and "
                       "the language model can be shadowed")
 

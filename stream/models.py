@@ -35,8 +35,8 @@ def load_labels(spec: ModelSpec) -> list[str]:
 
 
 def _checked_model(spec: ModelSpec, inputs: tuple[str, ...], n_labels: int,
-                   threads: int) -> OnnxModel:
-    model = OnnxModel(spec.file, spec.sha256, threads=threads)
+                   threads: int, spinning: bool) -> OnnxModel:
+    model = OnnxModel(spec.file, spec.sha256, threads=threads, spinning=spinning)
     model.require(inputs=inputs, outputs=(PROBABILITIES,))
     width = model.outputs[PROBABILITIES].shape[-1]
     if isinstance(width, int) and width != n_labels:
@@ -48,12 +48,13 @@ def _checked_model(spec: ModelSpec, inputs: tuple[str, ...], n_labels: int,
 class LanguageModel:
     """Hashed character n-grams → language probabilities (75 ISO 639-1 codes)."""
 
-    def __init__(self, spec: ModelSpec, *, threads: int) -> None:
+    def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
         self.spec, self.task, self.version = spec, spec.task, spec.version
         self.labels = load_labels(spec)
         self.features = {k: int(v) for k, v in spec.extra("features", {}).items()
                          if k in ("n_buckets", "ngram_min", "ngram_max", "max_chars")}
-        self.model = _checked_model(spec, ("ngram_ids", "row_scale"), len(self.labels), threads)
+        self.model = _checked_model(spec, ("ngram_ids", "row_scale"), len(self.labels), threads,
+                                    spinning)
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         if not texts:
@@ -79,7 +80,7 @@ class HeadSpec:
 class HeadModel:
     """A classifier on the encoder embedding (topic, safety, sentiment, spam, emotion)."""
 
-    def __init__(self, spec: ModelSpec, *, threads: int) -> None:
+    def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
         labels = load_labels(spec)
         self.head = HeadSpec(
             task=spec.task, version=spec.version, labels=tuple(labels),
@@ -92,7 +93,7 @@ class HeadModel:
             raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "
                                  f"labels {sorted(unknown)}")
         self.task, self.version = spec.task, spec.version
-        self.model = _checked_model(spec, ("embedding",), len(labels), threads)
+        self.model = _checked_model(spec, ("embedding",), len(labels), threads, spinning)
 
     def predict(self, embeddings: np.ndarray) -> list[dict[str, Any]]:
         if embeddings.shape[0] == 0:

@@ -48,11 +48,16 @@ def verify_file(path: Path, expected_sha256: str) -> None:
 class OnnxModel:
     """One verified ONNX model: `run(feeds)` returns every output by name."""
 
-    def __init__(self, path: Path, sha256: str, *, threads: int = 1) -> None:
+    def __init__(self, path: Path, sha256: str, *, threads: int = 1,
+                 spinning: bool = False) -> None:
         verify_file(path, sha256)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Busy-waiting intra-op threads (ORT's default) keep the cores after each call, so on
+        # shared cores they slow the next model of the batch: `signals bench` measures both.
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
         self.session = ort.InferenceSession(

@@ -63,8 +63,9 @@ class Settings:
     replication_factor: int = 1
     batch_max_size: int = 64
     batch_max_wait_s: float = 0.5
-    encoder_bucket_size: int = 32
+    encoder_bucket_size: int = 32  # smaller is faster (`signals bench`) but moves outputs
     model_threads: int = 2
+    model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
     models_dir: Path = REPO_ROOT / "models_onnx"
     schemas_dir: Path = REPO_ROOT / "schemas"
     max_event_bytes: int = 262_144

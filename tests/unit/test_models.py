@@ -60,6 +60,14 @@ def test_an_unknown_version_lists_the_known_ones(manifest: Manifest) -> None:
         manifest.resolve("embedding", "v999")
 
 
+@pytest.mark.parametrize(("spinning", "entry"), [(False, "0"), (True, "1")])
+def test_thread_spinning_is_set_on_the_session(manifest: Manifest, spinning: bool,
+                                               entry: str) -> None:
+    spec = manifest.resolve("spam")
+    options = OnnxModel(spec.file, spec.sha256, spinning=spinning).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == entry
+
+
 def test_the_wrapper_reads_its_contract_from_the_session(manifest: Manifest) -> None:
     spec = manifest.resolve("embedding")
     model = OnnxModel(spec.file, spec.sha256)
