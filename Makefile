@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := deploy/kafka/lib/.fetched
 
-.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline
+.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline bench
 
 demo: $(STAMP) $(KAFKA_JARS)
 	$(BIN)/signals demo
@@ -32,6 +32,11 @@ eval-gate: $(STAMP)
 eval-baseline: $(STAMP)
 	$(BIN)/signals eval --data $(GOLDEN) --out out/eval-golden --no-progress
 	cp out/eval-golden/result.json tests/golden/baseline.json
+
+# Throughput, latency, where the time goes, bucketing and memory in one run; JSON into
+# bench-results/. Compare ratios within a run: the machines are shared and noisy.
+bench: $(STAMP)
+	$(BIN)/signals bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests models_onnx/scripts

@@ -7,6 +7,7 @@
     signals demo                       broker + worker + sample events + printed signals, then stop
     signals eval --data FILE.jsonl     score the models on labelled data; --baseline gates it
     signals replay --topic T|--file F  reprocess history with chosen model versions, resumable
+    signals bench                      measure the processing path in one run; writes JSON
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_tail(sub, _add_connection)
     commands.add_demo(sub)
     eval_cli.add_eval(sub, _add_connection)
-    from stream import replay_cli
+    from stream import bench_cli, replay_cli
 
     replay_cli.add_replay(sub, _add_connection, _add_worker_options)
+    bench_cli.add_bench(sub)
     return parser
 
 

@@ -63,7 +63,7 @@ class Settings:
     replication_factor: int = 1
     batch_max_size: int = 64
     batch_max_wait_s: float = 0.5
-    encoder_bucket_size: int = 32  # smaller is faster (`signals bench`) but moves outputs
+    encoder_bucket_size: int = 32  # the heads were trained at 32 (README "Benchmarks")
     model_threads: int = 2
     model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
     models_dir: Path = REPO_ROOT / "models_onnx"
