@@ -28,8 +28,11 @@ _EPSILON = 1e-4
 
 
 def shadow_record(task: str, event_time_ms: int, champion: Mapping[str, Any],
-                  challenger: Mapping[str, Any]) -> dict[str, Any]:
-    return {"task": task, "event_time_ms": event_time_ms,
+                  challenger: Mapping[str, Any], *, event_id: str,
+                  content_id: str) -> dict[str, Any]:
+    """One item's answers from both models; the ids let a disagreement be traced to its item."""
+    return {"task": task, "event_time_ms": event_time_ms, "event_id": event_id,
+            "content_id": content_id,
             **{role: {"model": s["model"], "label": s["label"], "scores": s.get("scores", {})}
                for role, s in zip(ROLES, (champion, challenger), strict=True)}}
 

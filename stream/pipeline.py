@@ -78,7 +78,8 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
         for task, challenger in enrichment.shadow.items():
             champion = enrichment.signals.get(task)
             if champion is not None:   # compared only where the champion ran too
-                shadow = shadow_record(task, event.event_time_ms, champion, challenger)
+                shadow = shadow_record(task, event.event_time_ms, champion, challenger,
+                                       event_id=event.event_id, content_id=event.content_id)
                 output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
     return output
 

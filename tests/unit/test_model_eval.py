@@ -34,7 +34,8 @@ def test_a_window_reports_agreement_distributions_and_drift() -> None:
              ("ham", 0.02, "ham", 0.01), ("spam", 0.99, "spam", 0.97)]
     for i, (label_a, p_a, label_b, p_b) in enumerate(pairs):
         record = shadow_record("spam", i * 1000, signal("spam-v1", label_a, p_a),
-                               signal("spam-v2", label_b, p_b))
+                               signal("spam-v2", label_b, p_b), event_id=f"e-{i}",
+                               content_id=f"c-{i}")
         assert windows.update("spam", record, partition=0) == []
     [closed] = windows.flush()
     assert closed["task"] == "spam" and closed["count"] == 4

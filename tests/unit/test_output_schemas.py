@@ -361,7 +361,8 @@ def test_a_score_drift_that_cannot_be_computed_is_null_on_the_wire() -> None:
     folder = eval_folder({"m-1": reference})
     aggregator = WindowAggregator({}, (WindowSpec(60_000, 60_000),), 0, folder=folder)
     side = {"model": "m-1", "label": "b", "score": 0.9, "scores": {"b": 0.9}}
-    aggregator.update("t", shadow_record("t", 1_000, side, {**side, "model": "m-2"}), 0)
+    aggregator.update("t", shadow_record("t", 1_000, side, {**side, "model": "m-2"},
+                                         event_id="e-1", content_id="c-1"), 0)
     [window] = [orjson.loads(dumps(w)) for w in aggregator.flush()]
     assert window["psi"]["champion"]["scores"] is None
     assert_valid(TOPICS.model_eval, [window])
