@@ -11,12 +11,15 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.errors import BrokerError
 from stream.settings import Settings
+
+log = structlog.get_logger("stream.kafka_io")
 
 # Kafka's default message limit is 1 MB; the base64 in a dead letter of a 1 MB message is 1.34 MB.
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -64,9 +67,30 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                                   f"configured for {settings.partitions} (SIGNALS_PARTITIONS)")
         missing = [n for n in names if n not in existing]
         create_topics(admin, settings, missing, dead_letters=settings.topics.dlq)
+        if settings.topics.dlq in existing:
+            warn_on_a_small_dead_letter_limit(admin, settings.topics.dlq)
         return missing
     finally:
         admin.close()
+
+
+def warn_on_a_small_dead_letter_limit(admin: KafkaAdminClient, topic: str) -> int | None:
+    """A dead-letter topic created elsewhere may keep Kafka's 1 MB default, too small for the
+    dead letter of a large input: say so, with the fix (the worker does not alter a topic it did
+    not create). Returns the topic's limit, None when it may not be read (ACLs)."""
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                           config_filter="all")
+        limit = int(described["topic"][topic]["max.message.bytes"]["value"])
+    except (KafkaError, KeyError, ValueError) as exc:
+        log.info("dead_letter_topic_limit_unknown", topic=topic, error=repr(exc))
+        return None
+    if limit < DLQ_MAX_MESSAGE_BYTES:
+        log.warning("dead_letter_topic_limit_too_small", topic=topic, max_message_bytes=limit,
+                    wanted=DLQ_MAX_MESSAGE_BYTES,
+                    fix=f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+                        f"--add-config max.message.bytes={DLQ_MAX_MESSAGE_BYTES}")
+    return limit
 
 
 def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str], *,

@@ -12,8 +12,16 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from kafka.admin import NewTopic
+from structlog.testing import capture_logs
 
-from stream.kafka_io import ensure_topics, produce
+from stream.kafka_io import (
+    DLQ_MAX_MESSAGE_BYTES,
+    admin_client,
+    ensure_topics,
+    produce,
+    warn_on_a_small_dead_letter_limit,
+)
 from stream.settings import Settings, Topics
 from tests.integration.helpers import collect, running_worker, values
 from tests.schemas import assert_valid
@@ -126,3 +134,24 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
             hopping_totals[w["group"]] += w["count"]
     assert hopping_totals == {"content_type=track|market=US": 8 * 5,
                               "content_type=comment|market=GB": 4 * 5}
+
+
+def test_the_dead_letter_topic_takes_large_dead_letters_or_the_worker_says_so(
+        it_settings: Settings) -> None:
+    """Created by the project: 4 MiB. Created elsewhere with Kafka's default: a warning that
+    names the topic and the fix."""
+    ensure_topics(it_settings)
+    admin = admin_client(it_settings)
+    try:
+        assert warn_on_a_small_dead_letter_limit(admin, it_settings.topics.dlq) \
+            == DLQ_MAX_MESSAGE_BYTES
+        elsewhere = it_settings.replace(topic_prefix=it_settings.topic_prefix + "plain.")
+        admin.create_topics([NewTopic(elsewhere.topics.dlq, elsewhere.partitions, 1)])
+    finally:
+        admin.close()
+    with capture_logs() as logs:
+        ensure_topics(elsewhere)
+    [warning] = [line for line in logs if line["event"] == "dead_letter_topic_limit_too_small"]
+    assert warning["topic"] == elsewhere.topics.dlq
+    assert warning["max_message_bytes"] < DLQ_MAX_MESSAGE_BYTES
+    assert f"max.message.bytes={DLQ_MAX_MESSAGE_BYTES}" in warning["fix"]
