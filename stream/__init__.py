@@ -21,7 +21,7 @@ challenger windows, PSI).
 
 Tools on the same core: `stream.replay*` (`signals replay`: plan, sources, sinks, state,
 control), `stream.evaluate` / `stream.metrics` / `stream.eval_*` (`signals eval`, offline and
-`--from-topic`).
+`--from-topic`), `stream.bench` (`signals bench`: the same path measured, JSON out).
 
 Around them: `stream.cli` / `stream.commands` (the `signals` command), `stream.worker`,
 `stream.kafka_io` (kafka-python tools), `stream.broker` (a local Kafka from Maven Central),
