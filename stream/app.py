@@ -88,19 +88,16 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
-            for window in aggregator.update(record["group"], record, event.message.partition):
-                await sink.send(names.windows, OutRecord(window["group"].encode(), dumps(window)))
-                log.info("window_closed", group=window["group"], window=window["window"]["name"],
-                         start_ms=window["window"]["start_ms"], count=window["count"])
+            closed = aggregator.update(record["group"], record, event.message.partition)
+            await send_closed(sink, names.windows, "group", closed, "window_closed")
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
-            for window in eval_aggregator.update(record["task"], record, event.message.partition):
-                await sink.send(names.model_eval, OutRecord(window["task"].encode(), dumps(window)))
-                log.info("model_eval_window_closed", task=window["task"], count=window["count"],
-                         agreement_rate=window["agreement_rate"])
+            closed = eval_aggregator.update(record["task"], record, event.message.partition)
+            await send_closed(sink, names.model_eval, "task", closed, "model_eval_window_closed",
+                              "agreement_rate")
 
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink)
 
@@ -130,6 +127,16 @@ def raw_message(event: Any) -> RawMessage:
 async def send_all(sink: Sink, topic: str, records: Sequence[OutRecord]) -> None:
     for record in records:
         await sink.send(topic, record)
+
+
+async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[str, Any]],
+                      event: str, *logged: str) -> None:
+    """Send each closed window keyed by its ``key`` field, and log it (with the `logged` fields)."""
+    for window in windows:
+        await sink.send(topic, OutRecord(window[key].encode(), dumps(window)))
+        log.info(event, **{key: window[key]}, window=window["window"]["name"],
+                 start_ms=window["window"]["start_ms"], count=window["count"],
+                 **{name: window[name] for name in logged})
 
 
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
