@@ -1,31 +1,26 @@
 """content-signals: Kafka content events → ONNX model signals and windowed aggregates.
 
-Reading guide, in the order data flows:
+Reading guide, in the order data flows (one subpackage per room):
 
-1. `stream.settings`   the one frozen `Settings` (``SIGNALS_*`` environment, CLI flags).
-2. `stream.records`    plain records: `RawMessage` in, `ContentEvent` after validation.
-3. `stream.validate`   bytes → `ContentEvent` or `Rejection` (errors as data; `stream.errors`).
-4. `stream.batching`   micro-batches and length buckets.
-5. `stream.encoder`    tokenizer + ONNX sentence encoder, on `stream.onnx_session.OnnxModel`
-                       (sha256-verified files listed in `stream.manifest`).
-6. `stream.enrich`     every model of the suite over one batch → `Enrichment` per event.
-7. `stream.pipeline`   `process_batch`: validate → enrich → signal / enriched / dead-letter records.
-                       The worker, replay, eval and bench all call this one function.
-8. `stream.rules`      flags and the aggregation group derived from signals.
-9. `stream.windows`    event-time tumbling/hopping windows: assign, fold, close.
-10. `stream.app`       the thin Faust shell: topics, the window table, the two agents.
+1. `stream.settings`      the one frozen `Settings` (``SIGNALS_*`` environment, CLI flags);
+                          `stream.errors` the exception types and `Rejection` (errors as data).
+2. `stream.core`          the pure core. `records` (`RawMessage` in, `ContentEvent` after
+                          validation), `validate` (bytes → event or rejection), `batching`
+                          (micro-batches, length buckets), `enrich` (every model over one batch),
+                          `rules` (flags, aggregation group), `pipeline` (`process_batch`: the one
+                          code path of the worker, replay, eval and bench).
+3. `stream.models`        the model suite: `manifest`, `onnx_session` (sha256-verified ONNX),
+                          `encoder`, `heads` (heads, language model, probabilities → signals),
+                          `langid_features`, `shadow` (champion vs challenger windows, PSI).
+4. `stream.windows`       event-time windows: `aggregator` (assign, fold, close).
+5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `sinks`, `logs`,
+                          `run` (`build_pipeline`, `run_worker`).
+6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `broker` (a local
+                          Kafka from Maven Central).
 
-Models: `stream.models` (language model, heads on the embedding, probabilities → signals),
-`stream.langid_features` (the language model's featuriser), `stream.model_eval` (champion vs
-challenger windows, PSI).
-
-Tools on the same core: `stream.replay*` (`signals replay`: plan, sources, sinks, state,
-control), `stream.evaluate` / `stream.metrics` / `stream.eval_*` (`signals eval`, offline and
-`--from-topic`), `stream.bench` (`signals bench`: the same path measured, JSON out).
-
-Around them: `stream.cli` / `stream.commands` (the `signals` command), `stream.worker`,
-`stream.kafka_io` (kafka-python tools), `stream.broker` (a local Kafka from Maven Central),
-`stream.sinks`, `stream.demo`, `stream.logs` (structlog).
+Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
+offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
+`stream.cli` (the `signals` command, the demo).
 """
 
 __version__ = "0.1.0"

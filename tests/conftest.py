@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from stream.broker import LocalBroker
-from stream.pipeline import Pipeline
+from stream.connectors.broker import LocalBroker
+from stream.core.pipeline import Pipeline
 from stream.settings import REPO_ROOT, Settings
-from stream.worker import build_pipeline
+from stream.worker.run import build_pipeline
 
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 

@@ -48,7 +48,7 @@ from sklearn.metrics import accuracy_score, f1_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_language as tl
 
-from stream.langid_features import char_ngram_ids
+from stream.models.langid_features import char_ngram_ids
 
 ALIASES = {"no": "nb", "iw": "he", "zh-Hant": "zh", "sr-ME": "sr"}
 UNKNOWN = "un"

@@ -1,8 +1,8 @@
 """Embed the labelled corpora once with the runtime encoder and cache the vectors in /tmp.
 
-The vectors come from `stream.encoder.TextEncoder` on the manifest's active ``embedding`` model,
-i.e. exactly what the worker computes. The text of a row is built like
-`stream.records.ContentEvent.model_text`: the non-empty stripped ``title`` and ``description``
+The vectors come from `stream.models.encoder.TextEncoder` on the manifest's active ``embedding``
+model, i.e. exactly what the worker computes. The text of a row is built like
+`stream.core.records.ContentEvent.model_text`: the non-empty stripped ``title`` and ``description``
 joined by ". " where the row has either, else ``text`` (the encoder truncates to 128 tokens).
 Variants add other fields (``title_publisher`` puts the iTunes publisher where a description
 would go).
@@ -32,9 +32,9 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from stream.encoder import TextEncoder  # noqa: E402
-from stream.manifest import load_manifest  # noqa: E402
-from stream.onnx_session import sha256_of as sha256_file  # noqa: E402
+from stream.models.encoder import TextEncoder  # noqa: E402
+from stream.models.manifest import load_manifest  # noqa: E402
+from stream.models.onnx_session import sha256_of as sha256_file  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 
 CACHE_DIR = Path("/tmp/cs-emb")

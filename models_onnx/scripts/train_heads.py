@@ -67,7 +67,7 @@ sys.path.insert(0, str(SCRIPTS))
 sys.path.insert(0, str(REPO))
 from embed_corpora import VARIANTS, EmbeddingCache, load_rows, sha256_file  # noqa: E402
 
-from stream.onnx_session import OnnxModel, sha256_of  # noqa: E402
+from stream.models.onnx_session import OnnxModel, sha256_of  # noqa: E402
 
 SEED = 0
 SALT = "content-signals-heads-v1"
@@ -503,7 +503,7 @@ def save_and_verify(model: onnx.ModelProto, path: Path, x_val: np.ndarray,
 
 
 def onnx_probabilities(path: Path, x: np.ndarray) -> np.ndarray:
-    """The exported head run by stream.onnx_session.OnnxModel (the worker's wrapper)."""
+    """The exported head run by stream.models.onnx_session.OnnxModel (the worker's wrapper)."""
     model = OnnxModel(path, sha256_of(path), threads=1)
     model.require(inputs=("embedding",), outputs=("probabilities",))
     return model.run({"embedding": x.astype(np.float32)})["probabilities"]
@@ -621,7 +621,7 @@ def detect_languages(texts: Sequence[str]) -> tuple[list[str], np.ndarray] | Non
     """Top language and its probability per text, by the project's langid model (or None)."""
     path = LANGID_DIR / "langid-charngram-v1.onnx"
     try:
-        from stream.langid_features import char_ngram_ids
+        from stream.models.langid_features import char_ngram_ids
     except ImportError:
         return None
     if not (path.is_file() and (LANGID_DIR / "metrics.json").is_file()):

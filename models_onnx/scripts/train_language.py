@@ -1,6 +1,6 @@
 """Train and export the character n-gram language identifier (langid-charngram-v1).
 
-Model: multinomial naive Bayes over hashed character n-grams (``stream.langid_features``),
+Model: multinomial naive Bayes over hashed character n-grams (``stream.models.langid_features``),
 fitted on length-normalised n-gram counts (each sentence contributes total mass 1), with a
 softmax temperature fitted on an inner development split. At inference it is linear:
 
@@ -42,8 +42,8 @@ from sklearn.naive_bayes import MultinomialNB
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from stream.langid_features import char_ngram_ids  # noqa: E402
-from stream.onnx_session import sha256_of as sha256_file  # noqa: E402
+from stream.models.langid_features import char_ngram_ids  # noqa: E402
+from stream.models.onnx_session import sha256_of as sha256_file  # noqa: E402
 
 VERSION = "langid-charngram-v1"
 SEED = 0

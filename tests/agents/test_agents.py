@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.app import SignalsApp, create_app
-from stream.pipeline import Pipeline
+from stream.core.pipeline import Pipeline
 from stream.settings import Settings
-from stream.sinks import ListSink
+from stream.worker.app import SignalsApp, create_app
+from stream.worker.sinks import ListSink
 
 
 def make_app(settings: Settings, pipeline: Pipeline) -> tuple[SignalsApp, ListSink]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from stream.kafka_io import consumer
+from stream.connectors.kafka import consumer
 from stream.settings import ENV_PREFIX, Settings
 
 

@@ -15,7 +15,7 @@ import pytest
 from kafka.admin import NewTopic
 from structlog.testing import capture_logs
 
-from stream.kafka_io import (
+from stream.connectors.kafka import (
     DLQ_MAX_MESSAGE_BYTES,
     admin_client,
     ensure_topics,

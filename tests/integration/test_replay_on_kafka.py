@@ -14,10 +14,9 @@ import orjson
 import pytest
 
 from stream.cli import main
-from stream.kafka_io import ensure_topics, produce, producer
-from stream.manifest import load_manifest
-from stream.replay import run_replay
-from stream.replay_plan import (
+from stream.connectors.kafka import ensure_topics, produce, producer
+from stream.models.manifest import load_manifest
+from stream.replay.plan import (
     ReplayRequest,
     SinkSpec,
     SourceSpec,
@@ -25,7 +24,8 @@ from stream.replay_plan import (
     replay_topics,
     resolve_versions,
 )
-from stream.replay_state import load_checkpoint
+from stream.replay.run import run_replay
+from stream.replay.state import load_checkpoint
 from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, settings_env, values
 from tests.processes import interrupt_after_checkpoint

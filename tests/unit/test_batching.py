@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.batching import MicroBatcher, chunks, length_buckets
+from stream.core.batching import MicroBatcher, chunks, length_buckets
 
 
 @given(st.lists(st.integers(min_value=0, max_value=512), max_size=300),

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.bench import DEFAULT_DATA
+from stream.bench.run import DEFAULT_DATA
 from stream.cli import main
-from stream.manifest import load_manifest
+from stream.models.manifest import load_manifest
 from stream.settings import REPO_ROOT, Settings
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.cli import build_parser
+from stream.cli.main import build_parser
 from stream.settings import ENV_PREFIX, REPO_ROOT, Settings
 
 

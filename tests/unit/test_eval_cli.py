@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from stream.cli import main
-from stream.eval_gate import load_gate
-from stream.evaluate import task_models
-from stream.pipeline import Pipeline
+from stream.core.pipeline import Pipeline
+from stream.evaluation.gate import load_gate
+from stream.evaluation.offline import task_models
 from stream.settings import REPO_ROOT, Settings
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"

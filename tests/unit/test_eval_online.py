@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream.eval_online import summarise, summary_lines
+from stream.evaluation.online import summarise, summary_lines
 
 
 def window(start: int, count: int, agreement: float, champion: dict[str, float],

@@ -10,11 +10,11 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.eval_gate import Gate, compare, comparison_notes
-from stream.eval_report import write_outputs
-from stream.eval_scoring import ScoreOptions, build_result, score_task
-from stream.evaluate import Evaluation, TaskModel, TaskPredictions
-from stream.models import HeadSpec, head_signal
+from stream.evaluation.gate import Gate, compare, comparison_notes
+from stream.evaluation.offline import Evaluation, TaskModel, TaskPredictions
+from stream.evaluation.report import write_outputs
+from stream.evaluation.scoring import ScoreOptions, build_result, score_task
+from stream.models.heads import HeadSpec, head_signal
 
 SAFETY = HeadSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
                   multi_label=True, thresholds={"offensive": 0.5, "hate": 0.4, "explicit": 0.5},

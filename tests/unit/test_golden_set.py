@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.core.records import ContentEvent
+from stream.core.validate import make_validator
 from stream.errors import Rejection
-from stream.records import ContentEvent
 from stream.settings import Settings
-from stream.validate import make_validator
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "events.jsonl"
 

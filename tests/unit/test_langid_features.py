@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.langid_features import char_ngram_ids, normalise_codepoints
+from stream.models.langid_features import char_ngram_ids, normalise_codepoints
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "models_onnx" / "language"

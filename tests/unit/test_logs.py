@@ -10,10 +10,10 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
+from stream.core.pipeline import OutRecord, dead_letter
+from stream.core.records import Position, RawMessage
 from stream.errors import Rejection, RejectReason
-from stream.logs import BATCH_LOGGER, dead_letter_event_id, log_batch, offset_ranges
-from stream.pipeline import OutRecord, dead_letter
-from stream.records import Position, RawMessage
+from stream.worker.logs import BATCH_LOGGER, dead_letter_event_id, log_batch, offset_ranges
 
 
 def message(partition: int, offset: int, value: bytes = b"{}") -> RawMessage:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream import metrics as m
+from stream.evaluation import metrics as m
 
 
 def sklearn(module: str = "metrics") -> Any:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stream.model_eval import eval_folder, psi, shadow_record
-from stream.windows import WindowAggregator, WindowSpec
+from stream.models.shadow import eval_folder, psi, shadow_record
+from stream.windows.aggregator import WindowAggregator, WindowSpec
 
 REFERENCE = {"predicted": {"ham": 0.9, "spam": 0.1},
              "histograms": {"spam": [9, 0, 0, 0, 0, 0, 0, 0, 0, 1],

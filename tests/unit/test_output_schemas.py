@@ -19,18 +19,18 @@ import fastjsonschema
 import orjson
 import pytest
 
-from stream.app import window_specs
+from stream.core.pipeline import BatchOutput, OutRecord, Pipeline, dead_letter, dumps, process_batch
+from stream.core.records import Position, RawMessage
 from stream.errors import Rejection, RejectReason
-from stream.manifest import load_manifest
-from stream.model_eval import eval_folder, load_references, shadow_record
-from stream.pipeline import BatchOutput, OutRecord, Pipeline, dead_letter, dumps, process_batch
-from stream.records import Position, RawMessage
-from stream.replay import run_replay
-from stream.replay_plan import ReplayRequest, SinkSpec, SourceSpec
-from stream.replay_sinks import output_paths
+from stream.models.manifest import load_manifest
+from stream.models.shadow import eval_folder, load_references, shadow_record
+from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
+from stream.replay.run import run_replay
+from stream.replay.sinks import output_paths
 from stream.settings import REPO_ROOT, Settings, Topics
-from stream.windows import WindowAggregator, WindowSpec
-from stream.worker import build_pipeline
+from stream.windows.aggregator import WindowAggregator, WindowSpec
+from stream.worker.app import window_specs
+from stream.worker.run import build_pipeline
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"

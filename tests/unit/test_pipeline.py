@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.enrich import Enricher, Enrichment
+from stream.core.enrich import Enricher, Enrichment
+from stream.core.pipeline import DLQ_UTF8_MAX_BYTES, Pipeline, dead_letter, process_batch
+from stream.core.records import ContentEvent, Position, RawMessage
 from stream.errors import Rejection, RejectReason
-from stream.pipeline import DLQ_UTF8_MAX_BYTES, Pipeline, dead_letter, process_batch
-from stream.records import ContentEvent, Position, RawMessage
 
 
 def message(offset: int, value: bytes | None) -> RawMessage:

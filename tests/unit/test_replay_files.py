@@ -14,14 +14,14 @@ import orjson
 import pytest
 
 from stream.cli import main
+from stream.core.pipeline import Pipeline, process_batch
+from stream.core.records import Position, RawMessage
 from stream.errors import ConfigError, InputFileError
-from stream.pipeline import Pipeline, process_batch
-from stream.records import Position, RawMessage
-from stream.replay import run_replay
-from stream.replay_plan import ReplayRequest, SinkSpec, SourceSpec
-from stream.replay_sinks import output_paths
-from stream.replay_sources import FileSource
-from stream.replay_state import load_checkpoint
+from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
+from stream.replay.run import run_replay
+from stream.replay.sinks import output_paths
+from stream.replay.sources import FileSource
+from stream.replay.state import load_checkpoint
 from stream.settings import REPO_ROOT, Settings
 from tests.processes import interrupt_after_checkpoint
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.errors import ConfigError, InputFileError
-from stream.manifest import load_manifest
-from stream.replay_control import TokenBucket
-from stream.replay_plan import (
+from stream.models.manifest import load_manifest
+from stream.replay.control import TokenBucket
+from stream.replay.plan import (
     SinkSpec,
     SourceSpec,
     clamp_range,
@@ -26,8 +26,8 @@ from stream.replay_plan import (
     shaping_options,
     version_tag,
 )
-from stream.replay_sources import pick_partition
-from stream.replay_state import Checkpoint, Counts, load_checkpoint, save_checkpoint
+from stream.replay.sources import pick_partition
+from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
 from stream.settings import Settings
 
 T0 = parse_time("2026-01-05T10:00:00Z")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.enrich import is_english
-from stream.models import HeadSpec, head_signal
-from stream.records import ContentEvent
-from stream.rules import aggregation_group, flags_for
+from stream.core.enrich import is_english
+from stream.core.records import ContentEvent
+from stream.core.rules import aggregation_group, flags_for
+from stream.models.heads import HeadSpec, head_signal
 
 SPAM = HeadSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
                 thresholds={"spam": 0.8}, english_only=True)

@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.core.records import ContentEvent
+from stream.core.validate import Validator, make_validator
 from stream.errors import Rejection, RejectReason
-from stream.records import ContentEvent
 from stream.settings import Settings
-from stream.validate import Validator, make_validator
 
 GOOD: dict[str, Any] = {
     "event_id": "evt-1", "event_type": "content.published", "content_id": "ep-1",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.windows import (
+from stream.windows.aggregator import (
     WATERMARK_PREFIX,
     WindowAggregator,
     WindowSpec,

@@ -1,0 +1,107 @@
+"""`signals bench`: arguments and the printed table; the measuring is done by `stream.bench.run`.
+
+Kept light at import (no ONNX, no numpy): `signals --help` builds every subparser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stream.cli.types import positive_int
+from stream.settings import Settings
+
+DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
+DEFAULT_EVENTS = 384
+DEFAULT_BUCKET_SIZES = (8, 16, 32)
+
+DESCRIPTION = """\
+Measure the worker's code path (`process_batch` with the manifest's models) in one run, so the
+ratios between its numbers are meaningful on a shared machine: throughput and per-batch latency
+per batch size, where the time goes (validation, encoder, heads and language, output records),
+length-bucketed encoding against padding every batch to its longest text, model load time and
+peak RSS. Writes a JSON result and prints a short table.
+
+Exit status: 0 measured, 2 bad arguments or input (``error: ...``).
+"""
+
+
+def add_bench(sub: Any) -> None:
+    parser = sub.add_parser(
+        "bench", help="benchmark the processing path; writes a JSON result",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, action="append", metavar="FILE.jsonl",
+                        help="content events, one per line, plain or gzip (repeat; default: "
+                             "tests/golden/events.jsonl and deploy/demo/events.jsonl)")
+    parser.add_argument("--events", type=positive_int, default=DEFAULT_EVENTS, metavar="N",
+                        help=f"events per measurement, the input cycled (default {DEFAULT_EVENTS})")
+    parser.add_argument("--batch-sizes", type=batch_sizes, default=DEFAULT_BATCH_SIZES,
+                        metavar="1,8,...", help="batch sizes to measure (default "
+                        f"{','.join(map(str, DEFAULT_BATCH_SIZES))}); stages and bucketing "
+                        "are measured at the largest")
+    parser.add_argument("--bucket-sizes", type=batch_sizes, default=DEFAULT_BUCKET_SIZES,
+                        metavar="8,16,...", help="encoder bucket sizes compared with padding "
+                        "each batch to its longest text, at the largest batch size (default "
+                        f"{','.join(map(str, DEFAULT_BUCKET_SIZES))}, plus the configured one)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the input is shuffled with this seed before cycling")
+    parser.add_argument("--out", type=Path, metavar="PATH",
+                        help="the JSON result (default: bench-results/bench-<UTC time>.json)")
+    group = parser.add_argument_group("processing")
+    group.add_argument("--encoder-bucket-size", type=positive_int, metavar="N",
+                       help="the encoder's length bucket for the throughput runs")
+    group.add_argument("--model-threads", type=positive_int, metavar="N")
+    group.add_argument("--model-spinning", action=argparse.BooleanOptionalAction, default=None,
+                       help="ONNX Runtime threads busy-wait between calls; the other choice is "
+                            "measured beside it")
+    group.add_argument("--models-dir", type=Path, metavar="DIR", help="holds manifest.json")
+    parser.set_defaults(run=run_bench_command)
+
+
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,8,32"`` → (1, 8, 32): distinct, ascending, each at least 1."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("give at least one batch size, e.g. 1,8,32")
+    return tuple(sorted({positive_int(part) for part in parts}))
+
+
+def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.bench.run import BenchRequest, run_bench
+
+    out = args.out or Path("bench-results") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    request = BenchRequest(data=tuple(args.data or ()), events=args.events,
+                           batch_sizes=args.batch_sizes, out=out, seed=args.seed,
+                           bucket_sizes=args.bucket_sizes)
+    print("\n".join(summary_lines(run_bench(request, settings))))
+    print(f"wrote {out}")
+    return 0
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    env, stage, bucket = result["environment"], result["stages"], result["bucketing"]
+    lines = [f"bench: {result['input']['events']} events, model_threads={env['model_threads']}, "
+             f"encoder_bucket_size={env['encoder_bucket_size']}, {env['cpus_usable']} CPUs",
+             "batch  events/s  x smallest  p50 ms  p95 ms  max ms  signals  dead letters"]
+    lines += [f"{r['batch_size']:>5}  {r['events_per_s']:>8.1f}"
+              f"  {r['throughput_vs_smallest_batch']:>10.2f}  {r['latency_ms']['p50']:>6.1f}"
+              f"  {r['latency_ms']['p95']:>6.1f}  {r['latency_ms']['max']:>6.1f}"
+              f"  {r['signals']:>7}  {r['dead_letters']:>12}" for r in result["throughput"]]
+    share = stage["share_of_process_batch"]
+    lines.append(f"time at batch {stage['batch_size']}: " + ", ".join(
+        f"{name.replace('_', ' ')} {value:.0%}" for name, value in share.items()))
+    lines.append(f"encoder at batch {bucket['batch_size']} ({bucket['real_tokens']} real tokens): "
+                 + ", ".join(f"{v['name'].replace('_', ' ')} {v['tokens']} tokens "
+                             f"x{v['speedup_vs_pad_to_longest']:.2f}" for v in bucket["variants"]))
+    for r in result["thread_spinning"]:
+        on, off = r["spinning"], r["no_spinning"]
+        lines.append(f"thread spinning at batch {r['batch_size']}: on {on['events_per_s']:.1f} "
+                     f"events/s, {on['cpu_ms_per_event']:.1f} CPU ms/event; off "
+                     f"{off['events_per_s']:.1f}, {off['cpu_ms_per_event']:.1f}")
+    rss = result["peak_rss_mib"]
+    lines.append(f"model load {result['model_load_s']:.2f} s; peak RSS {rss['after_load']:.0f} "
+                 f"MiB after load, {rss['after_throughput']:.0f} after the batch sizes, "
+                 f"{rss['after_run']:.0f} after the run")
+    return lines

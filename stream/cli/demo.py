@@ -1,0 +1,177 @@
+"""`signals demo`: a fresh local broker, a real worker process, sample events, printed signals.
+
+Everything is real: Apache Kafka started from the jars Maven fetched, the worker in its own process
+(`signals worker`), the sample produced with kafka-python, the outputs read back from the topics.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from stream.cli.commands import keyed_lines, open_input, read_lines
+from stream.connectors.broker import LocalBroker
+from stream.connectors.kafka import consumer, ensure_topics, produce
+from stream.settings import REPO_ROOT, Settings
+
+DEMO_DIR = REPO_ROOT / ".kafka" / "demo"
+
+
+@dataclass
+class Demo:
+    settings: Settings
+    events: Path
+    port: int
+    timeout_s: float
+    keep_broker: bool = False
+    seen: dict[str, int] = field(default_factory=lambda: {"signals": 0, "dlq": 0, "windows": 0})
+    titles: dict[str, str] = field(default_factory=dict)
+    _vectors: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+    def run(self) -> int:
+        broker = LocalBroker(data_dir=DEMO_DIR / "broker", port=self.port,
+                             controller_port=self.port + 1)
+        with open_input(self.events) as handle:
+            lines = list(keyed_lines(read_lines(handle)))
+        self.titles = sample_titles(line for _, line in lines)
+        step("starting a fresh single-node Kafka (KRaft) from deploy/kafka/lib")
+        broker.stop(clean=True)
+        print("   ", broker.start())
+        settings = self.settings.replace(bootstrap_servers=broker.bootstrap,
+                                         worker_data_dir=DEMO_DIR / "worker", log_format="json")
+        worker: subprocess.Popen[bytes] | None = None
+        try:
+            ensure_topics(settings)
+            step("starting `signals worker` (log: .kafka/demo/worker.log)")
+            worker = start_worker(settings)
+            step(f"producing {len(lines)} events from {self.events.relative_to(REPO_ROOT)}")
+            produce(settings, settings.topics.events, lines)
+            step("reading content.signals.v1, content.events.dlq.v1 and signals.windows.v1")
+            self.watch(settings, expected=len(lines))
+        finally:
+            if worker is not None:
+                stop_worker(worker)
+            if not self.keep_broker:
+                print("   ", broker.stop())
+        return self.summary(len(lines))
+
+    def watch(self, settings: Settings, expected: int) -> None:
+        topics = settings.topics
+        client = consumer(settings, topics.signals, topics.dlq, topics.windows)
+        deadline = time.monotonic() + self.timeout_s
+        quiet_until: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                for records in client.poll(timeout_ms=500).values():
+                    for record in records:
+                        self.show(record.topic, orjson.loads(record.value), topics)
+                done = self.seen["signals"] + self.seen["dlq"] >= expected
+                if done and quiet_until is None:
+                    quiet_until = time.monotonic() + 8.0  # let closing windows arrive
+                if quiet_until is not None and time.monotonic() > quiet_until:
+                    return
+        finally:
+            client.close()
+
+    def show(self, topic: str, value: dict[str, Any], topics: Any) -> None:
+        if topic == topics.signals:
+            self.seen["signals"] += 1
+            print(format_signal(value, self.titles, self.nearest(value)))
+        elif topic == topics.dlq:
+            self.seen["dlq"] += 1
+            error, source = value["error"], value["source"]
+            print(f"  DLQ     offset {source['partition']}:{source['offset']:<4} "
+                  f"{error['class']}: {error['message'][:90]}")
+        else:
+            self.seen["windows"] += 1
+            w = value["window"]
+            if w["kind"] == "tumbling":  # hopping windows are counted in the summary only
+                print(f"  WINDOW  {w['name']} {iso(w['start_ms'])}-{iso(w['end_ms'])}  "
+                      f"{value['group']:<36} count={value['count']} "
+                      f"flag_rates={value['flag_rates'] or '{}'}")
+
+    def nearest(self, value: dict[str, Any]) -> tuple[str, float] | None:
+        """The most similar earlier item by cosine of the embeddings (they are unit vectors)."""
+        embedding = value.get("embedding")
+        if not embedding:
+            return None
+        vector = np.asarray(embedding["values"], dtype=np.float32)
+        best = max(((eid, float(vector @ other)) for eid, other in self._vectors),
+                   key=lambda pair: pair[1], default=None)
+        self._vectors.append((value["event_id"], vector))
+        return None if best is None else (self.titles.get(best[0], best[0]), best[1])
+
+    def summary(self, expected: int) -> int:
+        total = self.seen["signals"] + self.seen["dlq"]
+        step(f"{self.seen['signals']} signals + {self.seen['dlq']} dead letters = {total} of "
+             f"{expected} events; {self.seen['windows']} closed windows")
+        return 0 if total == expected else 1
+
+
+def sample_titles(lines: Any) -> dict[str, str]:
+    """event_id → a short title, for printing (the signal records carry ids, not texts)."""
+    titles: dict[str, str] = {}
+    for line in lines:
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        text = data.get("title") or data.get("text") or ""
+        titles[data.get("event_id", "")] = text if len(text) <= 38 else text[:37] + "…"
+    return titles
+
+
+SHOWN_TASKS = ("language", "topic", "sentiment", "emotion", "safety", "spam")
+
+
+def format_signal(value: dict[str, Any], titles: dict[str, str],
+                  nearest: tuple[str, float] | None) -> str:
+    """One line per signal: each model's label and score (``?`` = unreliable, non-English)."""
+    signals = value["signals"]
+    parts = [f"{task}={s['label']}{'' if s.get('reliable', True) else '?'} {s['score']:.2f}"
+             for task in SHOWN_TASKS if (s := signals.get(task))]
+    if value["flags"]:
+        parts.append("FLAGS " + ",".join(value["flags"]))
+    if nearest:
+        parts.append(f"closest so far: {nearest[0]!r} (cos {nearest[1]:.2f})")
+    title = titles.get(value["event_id"], "")
+    return (f"  SIGNAL  {value['content_type']:<9} {value['content_id']:<8} {title!r:<42} "
+            f"{' · '.join(parts) or 'deleted: no text, no models'}")
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
+           "SIGNALS_TOPIC_PREFIX": settings.topic_prefix, "SIGNALS_LOG_FORMAT": "json"}
+    log = (DEMO_DIR / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_worker(worker: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    print(f"    worker stopped (exit code {worker.returncode})")
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def iso(ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(ms / 1000))

@@ -1,0 +1,129 @@
+"""The models that turn text into labels: the language identifier and the heads on the embedding.
+
+Each wraps one verified `OnnxModel` and turns a batch's probabilities into per-item signals
+``{label, score, model, ...}`` with plain functions. Heads read the encoder's embedding, so a
+batch is encoded once and every head runs once on the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from stream.errors import ModelFileError
+from stream.models.langid_features import char_ngram_ids
+from stream.models.manifest import ModelSpec
+from stream.models.onnx_session import OnnxModel
+
+PROBABILITIES = "probabilities"
+CONTENT_TYPES = ("show", "episode", "track", "audiobook", "comment")
+
+
+def load_labels(spec: ModelSpec) -> list[str]:
+    path = spec.resolve_path(spec.extra("labels", ""))
+    try:
+        labels = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ModelFileError(f"cannot read labels {path} of {spec.task}@{spec.version}") from exc
+    if not isinstance(labels, list):
+        raise ModelFileError(f"labels {path} must be a JSON list of label names")
+    return [str(label) for label in labels]
+
+
+def _checked_model(spec: ModelSpec, inputs: tuple[str, ...], n_labels: int,
+                   threads: int, spinning: bool) -> OnnxModel:
+    model = OnnxModel(spec.file, spec.sha256, threads=threads, spinning=spinning)
+    model.require(inputs=inputs, outputs=(PROBABILITIES,))
+    width = model.outputs[PROBABILITIES].shape[-1]
+    if isinstance(width, int) and width != n_labels:
+        raise ModelFileError(f"{spec.file.name} outputs {width} classes but its labels file "
+                             f"lists {n_labels}")
+    return model
+
+
+class LanguageModel:
+    """Hashed character n-grams → language probabilities (75 ISO 639-1 codes)."""
+
+    def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
+        self.spec, self.task, self.version = spec, spec.task, spec.version
+        self.labels = load_labels(spec)
+        self.features = {k: int(v) for k, v in spec.extra("features", {}).items()
+                         if k in ("n_buckets", "ngram_min", "ngram_max", "max_chars")}
+        self.model = _checked_model(spec, ("ngram_ids", "row_scale"), len(self.labels), threads,
+                                    spinning)
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        if not texts:
+            return []
+        ids, scale = char_ngram_ids(texts, **self.features)
+        probs = self.model.run({"ngram_ids": ids, "row_scale": scale})[PROBABILITIES]
+        return [top_label(row, self.labels, self.version) for row in probs]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSpec:
+    """What turns a head's probabilities into a signal: labels, thresholds, label mode."""
+
+    task: str
+    version: str
+    labels: tuple[str, ...]
+    multi_label: bool
+    thresholds: dict[str, float]
+    english_only: bool
+    applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
+
+
+class HeadModel:
+    """A classifier on the encoder embedding (topic, safety, sentiment, spam, emotion)."""
+
+    def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
+        labels = load_labels(spec)
+        self.head = HeadSpec(
+            task=spec.task, version=spec.version, labels=tuple(labels),
+            multi_label=bool(spec.extra("multi_label", False)),
+            thresholds={k: float(v) for k, v in spec.extra("thresholds", {}).items()},
+            english_only=bool(spec.extra("english_only", True)),
+            applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)))
+        unknown = set(self.head.thresholds) - set(labels)
+        if unknown:
+            raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "
+                                 f"labels {sorted(unknown)}")
+        self.task, self.version = spec.task, spec.version
+        self.model = _checked_model(spec, ("embedding",), len(labels), threads, spinning)
+
+    def predict(self, embeddings: np.ndarray) -> list[dict[str, Any]]:
+        if embeddings.shape[0] == 0:
+            return []
+        probs = self.model.run({"embedding": embeddings.astype(np.float32)})[PROBABILITIES]
+        return [head_signal(row, self.head) for row in probs]
+
+
+def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> dict[str, Any]:
+    best = int(np.argmax(row))
+    return {"label": labels[best], "score": round(float(row[best]), 6), "model": version}
+
+
+def head_signal(row: np.ndarray, head: HeadSpec) -> dict[str, Any]:
+    """One item's signal. Single-label: the arg-max, unless a thresholded label (e.g. spam)
+    reaches its threshold. Multi-label: every label at or over its threshold is flagged, the
+    signal's label is the highest of those (or ``none``)."""
+    scores = {label: round(float(p), 6) for label, p in zip(head.labels, row, strict=True)}
+    over = [label for label, t in head.thresholds.items() if scores[label] >= t]
+    if head.multi_label:
+        label = max(over, key=scores.__getitem__) if over else "none"
+        score = scores[label] if over else max(scores.values())
+    else:
+        label = max(over, key=scores.__getitem__) if over else _argmax_without(scores, head)
+        score = scores[label]
+    return {"label": label, "score": score, "model": head.version, "scores": scores,
+            "flagged": sorted(over)}
+
+
+def _argmax_without(scores: dict[str, float], head: HeadSpec) -> str:
+    """The most probable label that is not gated by a threshold it failed to reach."""
+    allowed = {k: v for k, v in scores.items() if k not in head.thresholds} or scores
+    return max(allowed, key=allowed.__getitem__)

@@ -1,0 +1,130 @@
+"""Champion/challenger comparison in the stream: shadow records folded into windows.
+
+For each event that a challenger model also scored, the enrich stage emits a *shadow record*
+(``task``, the champion's and the challenger's label and per-label scores). The ``model_eval``
+agent folds them per task into tumbling windows with the same `WindowAggregator` as the signal
+windows, and when a window closes emits a ``signals.model_eval.v1`` record: agreement rate, label
+distribution per model, and score drift as the population stability index (PSI) of each model's
+predicted-label distribution and per-label score histograms against the reference distribution
+stored with that model (``reference`` in its manifest entry).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import orjson
+
+from stream.errors import ModelFileError
+from stream.models.manifest import Manifest
+from stream.windows.aggregator import Folder, WindowSpec, window_header
+
+BINS = 10
+ROLES = ("champion", "challenger")
+_EPSILON = 1e-4
+
+
+def shadow_record(task: str, event_time_ms: int, champion: Mapping[str, Any],
+                  challenger: Mapping[str, Any], *, event_id: str,
+                  content_id: str) -> dict[str, Any]:
+    """One item's answers from both models; the ids let a disagreement be traced to its item."""
+    return {"task": task, "event_time_ms": event_time_ms, "event_id": event_id,
+            "content_id": content_id,
+            **{role: {"model": s["model"], "label": s["label"], "scores": s.get("scores", {})}
+               for role, s in zip(ROLES, (champion, challenger), strict=True)}}
+
+
+def empty_eval(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
+    return {**window_header(spec, group, start_ms, partition), "count": 0, "agree": 0,
+            "models": {}, "labels": {r: {} for r in ROLES}, "histograms": {r: {} for r in ROLES}}
+
+
+def fold_eval(aggregate: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A new aggregate with one shadow record added (the input is not modified)."""
+    agg = {**aggregate, "models": dict(aggregate["models"]),
+           "labels": {r: dict(c) for r, c in aggregate["labels"].items()},
+           "histograms": {r: {k: list(v) for k, v in h.items()}
+                          for r, h in aggregate["histograms"].items()}}
+    agg["count"] += 1
+    agg["agree"] += int(record["champion"]["label"] == record["challenger"]["label"])
+    for role in ROLES:
+        side = record[role]
+        agg["models"][role] = side["model"]
+        agg["labels"][role][side["label"]] = agg["labels"][role].get(side["label"], 0) + 1
+        for label, score in side["scores"].items():
+            counts = agg["histograms"][role].setdefault(label, [0] * BINS)
+            counts[min(int(float(score) * BINS), BINS - 1)] += 1
+    return agg
+
+
+def psi(actual: Mapping[str, float], expected: Mapping[str, float]) -> float:
+    """Population stability index of two distributions over the same keys (smoothed)."""
+    keys = sorted(set(actual) | set(expected))
+    a = np.array([actual.get(k, 0.0) for k in keys], dtype=float)
+    e = np.array([expected.get(k, 0.0) for k in keys], dtype=float)
+    a = (a + _EPSILON) / (a.sum() + _EPSILON * len(keys))
+    e = (e + _EPSILON) / (e.sum() + _EPSILON * len(keys))
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def drift(aggregate: Mapping[str, Any], role: str,
+          reference: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """PSI of one model's window against its reference: labels, and the mean over per-label
+    score histograms. None when the model has no reference distribution."""
+    if not reference:
+        return None
+    label_psi = psi(aggregate["labels"][role], reference.get("predicted", {}))
+    per_label = [psi(_indexed(counts), _indexed(reference["histograms"][label]))
+                 for label, counts in aggregate["histograms"][role].items()
+                 if label in reference.get("histograms", {})]
+    return {"labels": round(label_psi, 6),
+            "scores": round(sum(per_label) / len(per_label), 6) if per_label else math.nan}
+
+
+def _indexed(counts: list[float]) -> dict[str, float]:
+    return {str(i): float(c) for i, c in enumerate(counts)}
+
+
+def eval_folder(references: Mapping[str, Mapping[str, Any]]) -> Folder:
+    """The Folder for model-eval windows; `references` maps a model version to its reference."""
+
+    def emit(aggregate: dict[str, Any]) -> dict[str, Any]:
+        count = aggregate["count"]
+        return {
+            "window": aggregate["window"], "task": aggregate["group"], "count": count,
+            "models": aggregate["models"],
+            "agreement_rate": aggregate["agree"] / count if count else None,
+            "label_distribution": {r: {k: v / count for k, v in c.items()}
+                                   for r, c in aggregate["labels"].items()} if count else {},
+            "psi": {r: drift(aggregate, r, references.get(aggregate["models"].get(r, "")))
+                    for r in ROLES},
+        }
+
+    return Folder(empty=empty_eval, fold=fold_eval, emit=emit)
+
+
+def load_references(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """Model version → its reference distribution, for every manifest entry that names one.
+
+    The file (written by the training script from the validation split) holds ``predicted``
+    ``counts`` per label and, per label, ``counts`` of its probability in 10 bins; this returns
+    ``{"predicted": {label: count}, "histograms": {label: [10 counts]}}``.
+    """
+    references: dict[str, dict[str, Any]] = {}
+    for spec in manifest.models:
+        name = spec.extra("reference")
+        if not name:
+            continue
+        path = spec.resolve_path(name)
+        try:
+            raw = orjson.loads(path.read_bytes())
+            references[spec.version] = {
+                "predicted": dict(raw["predicted"]["counts"]),
+                "histograms": {label: list(info["counts"])
+                               for label, info in raw["labels"].items()}}
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ModelFileError(f"cannot read reference distribution {path}: {exc!r}") from exc
+    return references

@@ -1,0 +1,307 @@
+"""`signals replay`: reprocess history through the live worker's code path, safely.
+
+    source (topic range or JSONL file) → chunks → `process_batch` → [windows] → sink → checkpoint
+
+The pipeline is `stream.worker.run.build_pipeline` with the chosen model versions and the replay id
+as its ``run_id``, and with wall-clock fields left out, so a repeated replay writes byte-identical
+records. Per batch: rate limit, process, write, flush, then the checkpoint (atomically). The first
+Ctrl-C (or SIGTERM) lets the current batch finish and be checkpointed, then stops; a second one
+abandons the batch at once (the checkpoint still marks the last finished batch). The pure parts
+live in `stream.replay.plan` and `stream.replay.state`, the I/O in `stream.replay.sources` and
+`stream.replay.sinks`.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+import orjson
+from kafka.partitioner.default import murmur2
+from tqdm import tqdm
+
+from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.core.records import RawMessage
+from stream.core.validate import Validator, make_validator
+from stream.errors import ConfigError, Rejection
+from stream.models.manifest import load_manifest
+from stream.replay.control import StopRequest, TokenBucket, wait_unless_stopped
+from stream.replay.plan import (
+    ReplayRequest,
+    ReplayTopics,
+    default_replay_id,
+    describe_ranges,
+    fingerprint,
+    replay_topics,
+    resolve_versions,
+    shaping_options,
+)
+from stream.replay.sinks import FileSink, KafkaSink, NullSink, Outputs, ReplaySink
+from stream.replay.sources import Ranges, Source, SourceBatch, open_source
+from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
+from stream.settings import Settings
+from stream.windows.aggregator import WindowAggregator
+from stream.worker.app import window_specs
+from stream.worker.run import build_pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A checked request: resolved model versions, the replay's identity, its sink."""
+
+    request: ReplayRequest
+    settings: Settings
+    versions: dict[str, str]
+    fingerprint: str
+    replay_id: str
+    topics: ReplayTopics | None
+    sink_name: str
+    checkpoint: Checkpoint | None
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    replay_id: str
+    sink: str
+    counts: Counts
+    session: Counts
+    elapsed_s: float
+    interrupted: bool = False
+    exit_code: int = 0
+    already_complete: bool = False
+
+
+def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
+    """Every check that needs no broker and no model file: fails fast on bad arguments."""
+    request.source.check()
+    request.sink.check(request.source)
+    versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
+    digest = fingerprint(request.source, versions, shaping_options(settings, request.aggregate))
+    replay_id = request.replay_id or default_replay_id(digest)
+    topics = None if request.sink.output else replay_topics(settings, versions,
+                                                            request.sink.to_live)
+    if topics is not None and request.source.topic in (topics.signals, topics.dlq, topics.windows):
+        raise ConfigError(f"the source topic {request.source.topic} is also a sink topic")
+    sink_name = (f"file {request.sink.output.resolve()}" if request.sink.output else
+                 "topics " + ", ".join(_topic_names(topics, request.aggregate)))
+    checkpoint = None
+    if request.checkpoint is not None and not request.dry_run:
+        checkpoint = load_checkpoint(request.checkpoint)
+        if checkpoint is not None:
+            checkpoint.ensure_matches(request.checkpoint, digest, replay_id, sink_name)
+    return Plan(request, settings, versions, digest, replay_id, topics, sink_name, checkpoint)
+
+
+def _topic_names(topics: ReplayTopics | None, aggregate: bool) -> list[str]:
+    if topics is None:
+        return []
+    return [topics.signals, topics.dlq] + ([topics.windows] if aggregate else [])
+
+
+def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None = None,
+               err: TextIO | None = None) -> ReplayResult:
+    """Plan, open the source, process every batch into the sink; print a header and a summary."""
+    out, err = out or sys.stdout, err or sys.stderr
+    plan = plan_replay(request, settings)
+    source = open_source(request.source, settings,
+                         plan.checkpoint.ranges if plan.checkpoint else None)
+    try:
+        state = plan.checkpoint or _new_state(plan, source.ranges)
+        print(_header(plan, state), file=out, flush=True)
+        if state.finished:
+            print(f"already complete according to {request.checkpoint}; delete it to replay "
+                  "again", file=out)
+            return ReplayResult(plan.replay_id, plan.sink_name, state.counts, Counts(), 0.0,
+                                already_complete=True)
+        result = _Run(plan, source, state, err).execute()
+    finally:
+        source.close()
+    print(summary(result, plan, state), file=out, flush=True)
+    return result
+
+
+def _new_state(plan: Plan, ranges: Ranges) -> Checkpoint:
+    return Checkpoint(plan.fingerprint, plan.replay_id, plan.sink_name, dict(ranges),
+                      {p: start for p, (start, _) in ranges.items()},
+                      windows={} if plan.request.aggregate and not plan.request.dry_run else None)
+
+
+def _header(plan: Plan, state: Checkpoint) -> str:
+    source = plan.request.source
+    kind = f"topic {source.topic}" if source.topic is not None else f"file {source.file}"
+    unit = "offsets" if source.topic is not None else "lines"
+    resumed = (f"; resuming at {describe_ranges(state.remaining())}"
+               if plan.checkpoint is not None else "")
+    target = "nothing (dry run)" if plan.request.dry_run else plan.sink_name
+    models = ", ".join(f"{task}={version}" for task, version in sorted(plan.versions.items()))
+    return (f"replay {plan.replay_id}: {kind}, {unit} {describe_ranges(state.ranges)}{resumed} "
+            f"→ {target}; models {models}")
+
+
+class Processor:
+    """One batch of messages → the records to write, through the worker's `process_batch`."""
+
+    def __init__(self, plan: Plan, windows_store: dict[str, Any] | None) -> None:
+        settings = plan.settings
+        self.pipeline: Pipeline | None = None
+        if plan.request.dry_run:
+            self.validate: Validator = make_validator(settings.schemas_dir,
+                                                      settings.max_event_bytes)
+        else:   # challengers are not replayed: their shadow records are not written
+            loaded = build_pipeline(settings.replace(challengers=""), versions=plan.versions,
+                                    run_id=plan.replay_id)
+            self.pipeline = replace(loaded, include_processing=False)
+            self.validate = loaded.validate
+        self.aggregator = (WindowAggregator(windows_store, window_specs(settings),
+                                            settings.window_grace_s * 1000)
+                           if windows_store is not None else None)
+        self.partitions = settings.partitions
+        self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
+
+    def process(self, messages: list[RawMessage]) -> tuple[Outputs, Counts]:
+        if self.pipeline is None:    # a dry run validates and counts
+            valid = sum(not isinstance(self.validate(m.value), Rejection) for m in messages)
+            return Outputs(), Counts(signals=valid, dead_letters=len(messages) - valid)
+        output = process_batch(self.pipeline, messages)
+        windows = self._aggregate(output.enriched)
+        return (Outputs(output.signals, output.dead_letters, windows),
+                Counts(signals=len(output.signals), dead_letters=len(output.dead_letters),
+                       windows=len(windows)))
+
+    def flush(self) -> Outputs:
+        """Close every open window (the input is finite)."""
+        closed = self.aggregator.flush() if self.aggregator is not None else []
+        return Outputs(windows=[self._window(w) for w in closed])
+
+    def _aggregate(self, enriched: list[OutRecord]) -> list[OutRecord]:
+        if self.aggregator is None:
+            return []
+        closed: list[dict[str, Any]] = []
+        for record in enriched:
+            value = orjson.loads(record.value)
+            closed += self.aggregator.update(value["group"], value,
+                                             group_partition(record.key, self.partitions))
+        return [self._window(w) for w in closed]
+
+    def _window(self, window: dict[str, Any]) -> OutRecord:
+        return OutRecord(window["group"].encode(), dumps({**window, **self.stamp}))
+
+
+def group_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``content.enriched.v1`` the worker's producer picks for `key` (murmur2),
+    so replay windows keep one stream time per partition exactly like the live aggregation."""
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class _Run:
+    """The loop over one replay's batches, with its sink, progress bar, limiter and counters."""
+
+    plan: Plan
+    source: Source
+    state: Checkpoint
+    err: TextIO
+    session: Counts = field(default_factory=Counts)
+    interrupted: bool = False
+
+    def execute(self) -> ReplayResult:
+        sink = _open_sink(self.plan, self.state)
+        try:
+            processor = Processor(self.plan, self.state.windows)
+        except BaseException:
+            sink.close()
+            raise
+        started = time.monotonic()   # after loading the models: the rate is the replay's own
+        stop = StopRequest(self.err)
+        limiter = TokenBucket.per_second(self.plan.request.rate) if self.plan.request.rate else None
+        bar = self._progress_bar()
+        try:
+            with stop.installed():
+                self._loop(processor, sink, stop, limiter, bar)
+                if not self.interrupted:
+                    closing = processor.flush()
+                    self._commit(sink, closing, Counts(windows=len(closing.windows)),
+                                 finished=True)
+        finally:
+            bar.close()
+            sink.close()
+        code = 128 + (stop.signum or signal.SIGINT) if self.interrupted else 0
+        return ReplayResult(self.plan.replay_id, sink.description, self.state.counts,
+                            self.session, time.monotonic() - started, self.interrupted, code)
+
+    def _loop(self, processor: Processor, sink: ReplaySink, stop: StopRequest,
+              limiter: TokenBucket | None, bar: Any) -> None:
+        try:
+            for batch in self.source.batches(dict(self.state.positions)):
+                delay = limiter.delay(batch.read, time.monotonic()) if limiter else 0.0
+                if not wait_unless_stopped(delay, stop):
+                    break
+                outputs, counts = processor.process(batch.messages)
+                counts.read, counts.skipped = batch.read, batch.skipped
+                advance = batch.next_position - self.state.positions[batch.partition]
+                self._commit(sink, outputs, counts, batch)
+                bar.update(advance)
+                if stop.requested:
+                    break
+        except KeyboardInterrupt:    # a second Ctrl-C: the batch in flight is abandoned
+            self.interrupted = True
+        # A stop that came with the last batch leaves nothing to resume: finish normally.
+        self.interrupted = self.interrupted or (stop.requested and not self.state.read_all)
+
+    def _commit(self, sink: ReplaySink, outputs: Outputs, counts: Counts,
+                batch: SourceBatch | None = None, finished: bool = False) -> None:
+        """Write and flush the batch's records, then move the checkpoint past them."""
+        sink.write(outputs)
+        self.state.sink_state = sink.commit()
+        if batch is not None:
+            self.state.positions[batch.partition] = batch.next_position
+        self.state.counts.add(counts)
+        self.session.add(counts)
+        self.state.finished = finished
+        if self.plan.request.checkpoint is not None and not self.plan.request.dry_run:
+            save_checkpoint(self.plan.request.checkpoint, self.state)
+
+    def _progress_bar(self) -> Any:
+        ranges = self.state.ranges
+        total = sum(stop - start for start, stop in ranges.values())
+        done = sum(self.state.positions[p] - start for p, (start, _) in ranges.items())
+        enabled = self.plan.request.progress and self.err.isatty()
+        return tqdm(total=total, initial=done, unit="ev", unit_scale=True, file=self.err,
+                    disable=not enabled, dynamic_ncols=True, mininterval=0.5,
+                    desc="replay", smoothing=0.1)
+
+
+def _open_sink(plan: Plan, state: Checkpoint) -> ReplaySink:
+    request = plan.request
+    if request.dry_run:
+        return NullSink()
+    if request.sink.output is not None:
+        resume = state.sink_state if plan.checkpoint is not None else None
+        return FileSink(request.sink.output, windows=request.aggregate, resume=resume)
+    assert plan.topics is not None
+    return KafkaSink(plan.settings, plan.topics, windows=request.aggregate)
+
+
+def summary(result: ReplayResult, plan: Plan, state: Checkpoint) -> str:
+    """The last line(s) a replay prints: totals, rate, and how to resume an interrupted one."""
+    c = result.counts
+    rate = result.session.read / result.elapsed_s if result.elapsed_s > 0 else 0.0
+    if plan.request.dry_run:
+        line = (f"dry run {plan.replay_id}: read {c.read}, valid {c.signals}, invalid "
+                f"{c.dead_letters} (would be dead-lettered), skipped {c.skipped}; nothing was "
+                "produced")
+    else:
+        windows = f", windows {c.windows}" if plan.request.aggregate else ""
+        line = (f"replay {plan.replay_id}: read {c.read}, produced {c.signals}, dead-lettered "
+                f"{c.dead_letters}, skipped {c.skipped}{windows} → {result.sink}")
+    line += f" ({result.elapsed_s:.1f} s, {rate:.1f} events/s)"
+    if result.interrupted:
+        at = describe_ranges(state.remaining())
+        how = (f"run the same command to resume from {plan.request.checkpoint}"
+               if plan.request.checkpoint is not None and not plan.request.dry_run
+               else "no --checkpoint was given, so a new run starts from the beginning")
+        line += f"\ninterrupted; left to do: {at}; {how}"
+    return line
