@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := deploy/kafka/lib/.fetched
 
-.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline bench
+.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline golden-records bench
 
 demo: $(STAMP) $(KAFKA_JARS)
 	$(BIN)/signals demo
@@ -32,6 +32,11 @@ eval-gate: $(STAMP)
 eval-baseline: $(STAMP)
 	$(BIN)/signals eval --data $(GOLDEN) --out out/eval-golden --no-progress
 	cp out/eval-golden/result.json tests/golden/baseline.json
+
+# After an intended change of models or record shapes: re-pin the golden set's record bytes
+# (tests/unit/test_record_bytes.py), then review and commit the diff with the reason.
+golden-records: $(STAMP)
+	SIGNALS_WRITE_GOLDEN_RECORDS=1 $(BIN)/python -m pytest tests/unit/test_record_bytes.py -q
 
 # Throughput, latency, where the time goes, bucketing and memory in one run; JSON into
 # bench-results/. Compare ratios within a run: the machines are shared and noisy.
