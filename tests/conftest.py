@@ -16,9 +16,9 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from stream.connectors.broker import LocalBroker
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
 from stream.settings import REPO_ROOT, Settings
-from stream.worker.run import build_pipeline
 
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 

@@ -46,6 +46,7 @@ import orjson
 import tokenizers
 
 from stream.core.batching import MicroBatcher, length_buckets
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import ContentEvent, RawMessage
 from stream.errors import ConfigError, InputFileError
@@ -53,7 +54,6 @@ from stream.models.encoder import TextEncoder
 from stream.models.onnx_session import sha256_of
 from stream.replay.sources import FileSource, count_lines
 from stream.settings import REPO_ROOT, Settings
-from stream.worker.run import build_pipeline
 
 DEFAULT_DATA = (REPO_ROOT / "tests" / "golden" / "events.jsonl",
                 REPO_ROOT / "deploy" / "demo" / "events.jsonl")

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import orjson
+from typing import Any
 
 from stream.connectors.broker import LocalBroker
-from stream.errors import InputFileError
+from stream.connectors.jsonl import keyed_lines, open_input, read_lines
 from stream.settings import REPO_ROOT, Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -74,31 +71,6 @@ def run_produce(args: argparse.Namespace, settings: Settings) -> int:
         count = produce(settings, topic, keyed_lines(read_lines(handle)))
     print(f"produced {count} records to {topic}")
     return 0
-
-
-def open_input(path: Path) -> BinaryIO:
-    """The file to read events from ('-' is stdin), or an InputFileError that names it."""
-    if str(path) == "-":
-        return sys.stdin.buffer
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror}") from exc
-
-
-def read_lines(handle: BinaryIO) -> Iterator[bytes]:
-    """Non-blank lines as bytes, exactly as written (invalid ones too: the DLQ gets them)."""
-    return (line.rstrip(b"\r\n") for line in handle if line.strip())
-
-
-def keyed_lines(lines: Iterator[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
-    """Key each line by its content_id when it has one (the input topic's partitioning key)."""
-    for line in lines:
-        try:
-            content_id = orjson.loads(line).get("content_id")
-        except (orjson.JSONDecodeError, AttributeError):
-            content_id = None
-        yield (content_id.encode() if isinstance(content_id, str) else None), line
 
 
 def add_tail(sub: Subparsers, connection: AddOptions) -> None:

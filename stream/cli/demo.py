@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream.cli.commands import keyed_lines, open_input, read_lines
 from stream.connectors.broker import LocalBroker
+from stream.connectors.jsonl import keyed_lines, open_input, read_lines
 from stream.connectors.kafka import consumer, ensure_topics, produce
 from stream.settings import REPO_ROOT, Settings
 

@@ -117,9 +117,9 @@ def run_online(args: argparse.Namespace, settings: Settings) -> int:
 
 def evaluate_file(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Load the models, run the file through the pipeline, score it: the result dict."""
+    from stream.core.builder import build_pipeline
     from stream.evaluation.offline import evaluate, parse_label_map
     from stream.evaluation.scoring import ScoreOptions, build_result
-    from stream.worker.run import build_pipeline
 
     mapping = parse_label_map(args.map)
     pipeline = build_pipeline(settings, _versions(args.model, settings.manifest_path))

@@ -11,8 +11,9 @@ Two kinds of line are accepted (mixed freely):
   when it has them, otherwise a comment with its text — and ``label`` is the truth of ``--task``.
 
 Every record goes through `stream.core.pipeline.process_batch` with the pipeline of
-`stream.worker.run.build_pipeline`, so validation, language routing and the models are the worker's.
-This module only collects what came out: per task the truth, the signal and the slice keys.
+`stream.core.builder.build_pipeline`, so validation, language routing and the models are the
+worker's. This module only collects what came out: per task the truth, the signal and the slice
+keys.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ import orjson
 
 from stream.errors import ModelFileError
 from stream.models.manifest import Manifest
-from stream.windows.aggregator import Folder, WindowSpec, window_header
+from stream.windows.aggregator import Folder, window_header
+from stream.windows.kinds import WindowKind
 
 BINS = 10
 ROLES = ("champion", "challenger")
@@ -37,7 +38,7 @@ def shadow_record(task: str, event_time_ms: int, champion: Mapping[str, Any],
                for role, s in zip(ROLES, (champion, challenger), strict=True)}}
 
 
-def empty_eval(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
+def empty_eval(spec: WindowKind, group: str, start_ms: int, partition: int) -> dict[str, Any]:
     return {**window_header(spec, group, start_ms, partition), "count": 0, "agree": 0,
             "models": {}, "labels": {r: {} for r in ROLES}, "histograms": {r: {} for r in ROLES}}
 

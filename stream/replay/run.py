@@ -2,8 +2,9 @@
 
     source (topic range or JSONL file) → chunks → `process_batch` → [windows] → sink → checkpoint
 
-The pipeline is `stream.worker.run.build_pipeline` with the chosen model versions and the replay id
-as its ``run_id``, and with wall-clock fields left out, so a repeated replay writes byte-identical
+The pipeline is `stream.core.builder.build_pipeline` with the chosen model versions and the replay
+id as its ``run_id``, and with wall-clock fields left out, so a repeated replay writes
+byte-identical
 records. Per batch: rate limit, process, write, flush, then the checkpoint (atomically). The first
 Ctrl-C (or SIGTERM) lets the current batch finish and be checkpointed, then stops; a second one
 abandons the batch at once (the checkpoint still marks the last finished batch). The pure parts
@@ -23,6 +24,7 @@ import orjson
 from kafka.partitioner.default import murmur2
 from tqdm import tqdm
 
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
 from stream.core.records import RawMessage
 from stream.core.validate import Validator, make_validator
@@ -44,8 +46,7 @@ from stream.replay.sources import Ranges, Source, SourceBatch, open_source
 from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
-from stream.worker.app import window_specs
-from stream.worker.run import build_pipeline
+from stream.windows.kinds import window_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,7 @@ class Processor:
                                     run_id=plan.replay_id)
             self.pipeline = replace(loaded, include_processing=False)
             self.validate = loaded.validate
-        self.aggregator = (WindowAggregator(windows_store, window_specs(settings),
+        self.aggregator = (WindowAggregator(windows_store, window_kinds(settings),
                                             settings.window_grace_s * 1000)
                            if windows_store is not None else None)
         self.partitions = settings.partitions

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import gzip
-import io
 import itertools
 import time
 import zlib
@@ -28,6 +26,7 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from stream.connectors.jsonl import open_jsonl
 from stream.connectors.kafka import consumer
 from stream.core.batching import chunks
 from stream.core.records import Position, RawMessage
@@ -36,7 +35,6 @@ from stream.replay.plan import SourceSpec, clamp_range, describe_ranges, iso_tim
 from stream.settings import Settings
 
 Ranges = dict[int, tuple[int, int]]
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +58,6 @@ class Source(Protocol):
 
 
 # -- files ------------------------------------------------------------------------------------
-
-def open_jsonl(path: Path) -> io.BufferedIOBase:
-    """The file's bytes, decompressed when it starts with the gzip magic number."""
-    try:
-        with path.open("rb") as probe:
-            compressed = probe.read(2) == GZIP_MAGIC
-        return gzip.open(path, "rb") if compressed else path.open("rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
 
 def count_lines(path: Path) -> int:
     """Lines in the file (a last line without a newline counts)."""

@@ -1,7 +1,7 @@
 """Event-time windows over enriched records: assignment, folding and closing, as plain code.
 
-A window is ``[start, start + size)`` in event time (epoch ms); tumbling windows have
-``step == size``, hopping windows ``step < size`` (each record lands in ``size / step`` windows).
+A window is ``[start, end)`` in event time (epoch ms); which windows a record falls into is its
+`stream.windows.kinds.WindowKind`'s business (tumbling, hopping).
 Stream time is tracked per input partition as the largest event time seen (the watermark). A window
 closes when ``watermark >= end + grace``: its aggregate is emitted once and removed from the store.
 A record older than that for some window is *late* for it and is counted in the windows it can
@@ -20,47 +20,23 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.windows.kinds import WindowKind
+
 WATERMARK_PREFIX = "__watermark__|"
 
 
-@dataclass(frozen=True, slots=True)
-class WindowSpec:
-    size_ms: int
-    step_ms: int
-
-    def __post_init__(self) -> None:
-        if self.size_ms <= 0 or self.step_ms <= 0 or self.size_ms % self.step_ms:
-            raise ValueError(f"window size {self.size_ms} must be a positive multiple of "
-                             f"step {self.step_ms}")
-
-    @property
-    def kind(self) -> str:
-        return "tumbling" if self.size_ms == self.step_ms else "hopping"
-
-    @property
-    def name(self) -> str:
-        size, step = self.size_ms // 1000, self.step_ms // 1000
-        return f"tumbling_{size}s" if self.kind == "tumbling" else f"hopping_{size}s_{step}s"
-
-    def starts(self, ts_ms: int) -> list[int]:
-        """Start of every window that contains `ts_ms`, oldest first."""
-        last = (ts_ms // self.step_ms) * self.step_ms
-        first = last - self.size_ms + self.step_ms
-        return list(range(first, last + 1, self.step_ms))
-
-
-def window_key(spec: WindowSpec, group: str, start_ms: int) -> str:
+def window_key(spec: WindowKind, group: str, start_ms: int) -> str:
     return f"{spec.name}|{group}|{start_ms}"
 
 
-def window_header(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
+def window_header(spec: WindowKind, group: str, start_ms: int, partition: int) -> dict[str, Any]:
     """The fields every aggregate has, whatever it folds: its window, group and partition."""
     return {"window": {"kind": spec.kind, "name": spec.name, "start_ms": start_ms,
-                       "end_ms": start_ms + spec.size_ms},
+                       "end_ms": spec.end(start_ms)},
             "group": group, "partition": partition}
 
 
-def new_aggregate(spec: WindowSpec, group: str, start_ms: int, partition: int) -> dict[str, Any]:
+def new_aggregate(spec: WindowKind, group: str, start_ms: int, partition: int) -> dict[str, Any]:
     return {**window_header(spec, group, start_ms, partition), "count": 0,
             "first_event_ms": None, "last_event_ms": None,
             "event_types": {}, "labels": {}, "score_sums": {}, "flags": {}}
@@ -112,7 +88,7 @@ def mean_scores(aggregate: dict[str, Any]) -> dict[str, float]:
 class Folder:
     """What a window aggregates: a new aggregate, folding one record in, the emitted record."""
 
-    empty: Callable[[WindowSpec, str, int, int], dict[str, Any]]
+    empty: Callable[[WindowKind, str, int, int], dict[str, Any]]
     fold: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
     emit: Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -125,7 +101,7 @@ class WindowAggregator:
     """Folds enriched records into windows held in `store`; returns windows as they close."""
 
     store: MutableMapping[str, Any]
-    specs: tuple[WindowSpec, ...]
+    specs: tuple[WindowKind, ...]
     grace_ms: int
     folder: Folder = SIGNAL_FOLDER
     _open: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
@@ -143,7 +119,7 @@ class WindowAggregator:
         watermark = self.watermark(partition)
         for spec in self.specs:
             for start in spec.starts(ts):
-                if watermark is not None and start + spec.size_ms + self.grace_ms <= watermark:
+                if watermark is not None and spec.end(start) + self.grace_ms <= watermark:
                     self.late_records += 1
                     continue
                 self._fold_into(spec, group, start, record, partition)
@@ -164,13 +140,13 @@ class WindowAggregator:
             closed += self._close(partition, None)
         return closed
 
-    def _fold_into(self, spec: WindowSpec, group: str, start: int, record: dict[str, Any],
+    def _fold_into(self, spec: WindowKind, group: str, start: int, record: dict[str, Any],
                    partition: int) -> None:
         key = window_key(spec, group, start)
         current = self.store.get(key)
         if current is None:
             current = self.folder.empty(spec, group, start, partition)
-            heapq.heappush(self._open.setdefault(partition, []), (start + spec.size_ms, key))
+            heapq.heappush(self._open.setdefault(partition, []), (spec.end(start), key))
         self.store[key] = self.folder.fold(current, record)
 
     def _close(self, partition: int, up_to_ms: int | None) -> list[dict[str, Any]]:

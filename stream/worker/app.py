@@ -29,7 +29,8 @@ from stream.core.records import Position, RawMessage
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
-from stream.windows.aggregator import WindowAggregator, WindowSpec
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow, window_kinds
 from stream.worker.logs import log_batch
 from stream.worker.sinks import FaustSink, Sink
 
@@ -52,11 +53,6 @@ class SignalsApp:
     sink: Sink
 
 
-def window_specs(settings: Settings) -> tuple[WindowSpec, ...]:
-    return (WindowSpec(settings.tumbling_window_s * 1000, settings.tumbling_window_s * 1000),
-            WindowSpec(settings.hopping_window_s * 1000, settings.hopping_step_s * 1000))
-
-
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
@@ -64,10 +60,10 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
     grace_ms = settings.window_grace_s * 1000
     tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
-    aggregator = WindowAggregator(tables[TABLE_NAME], window_specs(settings), grace_ms)
+    aggregator = WindowAggregator(tables[TABLE_NAME], window_kinds(settings), grace_ms)
     eval_size = settings.model_eval_window_s * 1000
     eval_aggregator = WindowAggregator(
-        tables[EVAL_TABLE_NAME], (WindowSpec(eval_size, eval_size),), grace_ms,
+        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
         folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
     for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
         tables[name].on_recover(_invalidate_on_recover(windows))

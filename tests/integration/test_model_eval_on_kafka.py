@@ -15,10 +15,10 @@ import pytest
 
 from stream.cli import main as cli_main
 from stream.connectors.kafka import ensure_topics, produce
+from stream.core.builder import build_pipeline
 from stream.core.records import ContentEvent
 from stream.models.manifest import load_manifest
 from stream.settings import Settings
-from stream.worker.run import build_pipeline
 from tests.integration.helpers import collect, running_worker, values
 
 pytestmark = pytest.mark.integration

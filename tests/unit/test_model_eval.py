@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from stream.models.shadow import eval_folder, psi, shadow_record
-from stream.windows.aggregator import WindowAggregator, WindowSpec
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow
 
 REFERENCE = {"predicted": {"ham": 0.9, "spam": 0.1},
              "histograms": {"spam": [9, 0, 0, 0, 0, 0, 0, 0, 0, 1],
@@ -29,7 +30,7 @@ def test_psi_is_zero_for_equal_distributions_and_matches_the_formula() -> None:
 
 def test_a_window_reports_agreement_distributions_and_drift() -> None:
     folder = eval_folder({"spam-v1": REFERENCE})
-    windows = WindowAggregator({}, (WindowSpec(60_000, 60_000),), grace_ms=0, folder=folder)
+    windows = WindowAggregator({}, (TumblingWindow(60_000),), grace_ms=0, folder=folder)
     pairs = [("ham", 0.05, "ham", 0.10), ("spam", 0.95, "ham", 0.40),
              ("ham", 0.02, "ham", 0.01), ("spam", 0.99, "spam", 0.97)]
     for i, (label_a, p_a, label_b, p_b) in enumerate(pairs):

@@ -9,12 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
 from stream.errors import ConfigError, ModelContractError, ModelFileError
 from stream.models.manifest import Manifest, load_manifest
 from stream.models.onnx_session import OnnxModel
 from stream.settings import Settings
-from stream.worker.run import build_pipeline
 
 
 @pytest.fixture(scope="module")

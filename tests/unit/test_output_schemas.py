@@ -19,6 +19,7 @@ import fastjsonschema
 import orjson
 import pytest
 
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import BatchOutput, OutRecord, Pipeline, dead_letter, dumps, process_batch
 from stream.core.records import Position, RawMessage
 from stream.errors import Rejection, RejectReason
@@ -28,9 +29,8 @@ from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
 from stream.settings import REPO_ROOT, Settings, Topics
-from stream.windows.aggregator import WindowAggregator, WindowSpec
-from stream.worker.app import window_specs
-from stream.worker.run import build_pipeline
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow, window_kinds
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
@@ -215,7 +215,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> di
 
 
 def signal_windows(settings: Settings, enriched: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    aggregator = WindowAggregator({}, window_specs(settings), settings.window_grace_s * 1000)
+    aggregator = WindowAggregator({}, window_kinds(settings), settings.window_grace_s * 1000)
     closed: list[dict[str, Any]] = []
     for i, record in enumerate(enriched):
         closed += aggregator.update(record["group"], record, partition=i % 2)
@@ -225,7 +225,7 @@ def signal_windows(settings: Settings, enriched: list[dict[str, Any]]) -> list[d
 def eval_windows(settings: Settings, shadow: list[dict[str, Any]]) -> list[dict[str, Any]]:
     folder = eval_folder(load_references(load_manifest(settings.manifest_path)))
     size = settings.model_eval_window_s * 1000
-    aggregator = WindowAggregator({}, (WindowSpec(size, size),), settings.window_grace_s * 1000,
+    aggregator = WindowAggregator({}, (TumblingWindow(size),), settings.window_grace_s * 1000,
                                   folder=folder)
     closed: list[dict[str, Any]] = []
     for record in shadow:
@@ -359,7 +359,7 @@ def test_a_score_drift_that_cannot_be_computed_is_null_on_the_wire() -> None:
     """drift() reports NaN when no label of the window is in the reference; orjson writes null."""
     reference = {"predicted": {"a": 5}, "histograms": {"a": [1] * 10}}
     folder = eval_folder({"m-1": reference})
-    aggregator = WindowAggregator({}, (WindowSpec(60_000, 60_000),), 0, folder=folder)
+    aggregator = WindowAggregator({}, (TumblingWindow(60_000),), 0, folder=folder)
     side = {"model": "m-1", "label": "b", "score": 0.9, "scores": {"b": 0.9}}
     aggregator.update("t", shadow_record("t", 1_000, side, {**side, "model": "m-2"},
                                          event_id="e-1", content_id="c-1"), 0)

@@ -23,7 +23,7 @@ from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
-from stream.worker.app import window_specs
+from stream.windows.kinds import window_kinds
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 DIGESTS = GOLDEN / "records.sha256.json"
@@ -52,7 +52,7 @@ def worker_records(pipeline: Pipeline, settings: Settings,
                            timestamp_ms=None) for i, line in enumerate(lines)]
     quiet = replace(pipeline, include_processing=False)
     out: dict[str, list[str]] = {"signals": [], "enriched": [], "dead_letters": [], "windows": []}
-    aggregator = WindowAggregator({}, window_specs(settings), settings.window_grace_s * 1000)
+    aggregator = WindowAggregator({}, window_kinds(settings), settings.window_grace_s * 1000)
     for start in range(0, len(messages), BATCH):
         batch = process_batch(quiet, messages[start:start + BATCH])
         out["signals"] += [sha(r.key + b"\0" + r.value) for r in batch.signals]

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from stream.windows.aggregator import (
     WATERMARK_PREFIX,
     WindowAggregator,
-    WindowSpec,
     fold,
     new_aggregate,
     window_record,
 )
+from stream.windows.kinds import HoppingWindow, TumblingWindow
 
-TUMBLING = WindowSpec(60_000, 60_000)
-HOPPING = WindowSpec(300_000, 60_000)
+TUMBLING = TumblingWindow(60_000)
+HOPPING = HoppingWindow(300_000, 60_000)
 
 
 def record(ts: int, label: str = "news", score: float = 0.5,
@@ -31,17 +31,19 @@ def record(ts: int, label: str = "news", score: float = 0.5,
 
 @given(st.integers(min_value=-10**12, max_value=10**12))
 def test_every_timestamp_is_in_exactly_size_over_step_windows(ts: int) -> None:
-    for spec in (TUMBLING, HOPPING, WindowSpec(10_000, 2_500)):
+    for spec in (HOPPING, HoppingWindow(10_000, 2_500)):
         starts = spec.starts(ts)
         assert len(starts) == spec.size_ms // spec.step_ms
-        assert all(s <= ts < s + spec.size_ms and s % spec.step_ms == 0 for s in starts)
+        assert all(s <= ts < spec.end(s) and s % spec.step_ms == 0 for s in starts)
+    [start] = TUMBLING.starts(ts)
+    assert start <= ts < TUMBLING.end(start) and start % TUMBLING.size_ms == 0
 
 
 def test_spec_names_and_kinds() -> None:
     assert (TUMBLING.name, TUMBLING.kind) == ("tumbling_60s", "tumbling")
     assert (HOPPING.name, HOPPING.kind) == ("hopping_300s_60s", "hopping")
     with pytest.raises(ValueError, match="multiple"):
-        WindowSpec(300_000, 70_000)
+        HoppingWindow(300_000, 70_000)
 
 
 def test_fold_counts_labels_scores_and_flags_without_mutating() -> None:
@@ -122,7 +124,7 @@ def test_closed_plus_flushed_windows_match_a_brute_force_count(
         for spec in (TUMBLING, HOPPING):
             for start in spec.starts(ts):
                 mark = watermark.get(partition)
-                if mark is None or start + spec.size_ms + grace > mark:
+                if mark is None or spec.end(start) + grace > mark:
                     expected[(spec.name, group, start)] += 1
         watermark[partition] = max(watermark.get(partition, ts), ts)
     got = Counter({(w["window"]["name"], w["group"], w["window"]["start_ms"]): w["count"]
