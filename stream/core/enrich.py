@@ -2,7 +2,7 @@
 
 Per batch: the language model once on the texts, the encoder once (one ONNX call per length
 bucket), then each classification head once on the embeddings. The result per event is an
-`Enrichment`: the embedding and ``{task: {label, score, model, ...}}`` for each model that ran.
+`Enrichment`: the embedding and a `stream.core.outputs.Signal` per task whose model ran.
 
 Content-type routing: each head runs (once per batch) on the items of the content types it was
 trained for (``applies_to`` in its manifest entry): topic on shows, episodes and audiobooks;
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from stream.core.outputs import Signal, Signals
 from stream.core.records import ContentEvent
 from stream.errors import ConfigError
 from stream.models.encoder import TextEncoder
@@ -41,8 +41,8 @@ SHORT_TEXT_CONFIDENCE = 0.99
 @dataclass(frozen=True, slots=True)
 class Enrichment:
     embedding: np.ndarray | None
-    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    shadow: dict[str, dict[str, Any]] = field(default_factory=dict)  # challenger signals
+    signals: dict[str, Signal] = field(default_factory=dict)
+    shadow: dict[str, Signal] = field(default_factory=dict)  # challenger signals
 
 
 class Enricher:
@@ -82,7 +82,7 @@ class Enricher:
         with_text = [i for i, e in enumerate(events) if e.has_text]
         texts = [events[i].model_text for i in with_text]
         embeddings = self.encoder.encode(texts)
-        per_item: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+        per_item: list[dict[str, Signal]] = [{} for _ in texts]
         if self.language is not None:
             for signals, lang in zip(per_item, self.language.predict(texts), strict=True):
                 signals[LANGUAGE_TASK] = lang
@@ -95,7 +95,7 @@ class Enricher:
                                    shadow=shadows[row])
         return result
 
-    def _run_heads(self, per_item: list[dict[str, dict[str, Any]]], embeddings: np.ndarray,
+    def _run_heads(self, per_item: list[dict[str, Signal]], embeddings: np.ndarray,
                    types: list[str], texts: list[str]) -> None:
         """Each head once, on the rows of the content types it applies to."""
         english = [is_english(signals, len(text))
@@ -104,12 +104,12 @@ class Enricher:
             rows = [r for r, t in enumerate(types) if t in head.head.applies_to]
             for r, signal in zip(rows, head.predict(embeddings[rows]), strict=True):
                 if head.head.english_only and not english[r]:
-                    signal = {**signal, "reliable": False, "flagged": []}
+                    signal = signal.unreliable()
                 per_item[r][head.task] = signal
 
     def _run_challengers(self, embeddings: np.ndarray, types: list[str],
-                         texts: list[str]) -> list[dict[str, dict[str, Any]]]:
-        shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+                         texts: list[str]) -> list[dict[str, Signal]]:
+        shadows: list[dict[str, Signal]] = [{} for _ in texts]
         for challenger in self.challengers:
             if isinstance(challenger, LanguageModel):
                 rows, predictions = list(range(len(texts))), challenger.predict(texts)
@@ -135,11 +135,11 @@ def load_challenger(manifest: Manifest, task: str, version: str, *,
 
 
 
-def is_english(signals: Mapping[str, Mapping[str, Any]], text_length: int) -> bool:
+def is_english(signals: Signals, text_length: int) -> bool:
     """English unless the language model is confident it is something else (and, for a text
     shorter than SHORT_TEXT_CHARS, all but certain)."""
     language = signals.get(LANGUAGE_TASK)
-    if language is None or language["label"] == "en":
+    if language is None or language.label == "en":
         return True
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
-    return float(language["score"]) < needed
+    return language.score < needed

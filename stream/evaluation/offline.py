@@ -28,6 +28,7 @@ import orjson
 from tqdm import tqdm
 
 from stream.core.enrich import Enricher
+from stream.core.outputs import DeadLetter, Signal, SignalRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.core.validate import TEXT_FIELDS
@@ -67,7 +68,7 @@ class TaskModel:
 class TaskPredictions:
     model: TaskModel
     truth: list[tuple[str, ...]] = field(default_factory=list)  # one label unless multi-label
-    signals: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     slices: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -222,9 +223,9 @@ def check_labels(records: Sequence[EvalRecord], model: TaskModel, mapping: Mappi
 
 
 def run_records(pipeline: Pipeline, records: Sequence[EvalRecord], *, name: str,
-                batch_size: int, progress: bool | None) -> list[dict[str, Any]]:
-    """One output per record: its signal record, or ``{"rejected": {class, message}}``."""
-    outcomes: list[dict[str, Any]] = [{} for _ in records]
+                batch_size: int, progress: bool | None) -> list[SignalRecord | DeadLetter]:
+    """One output per record: its signal record, or its dead letter."""
+    outcomes: list[SignalRecord | DeadLetter | None] = [None] * len(records)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
     with tqdm(total=len(records), desc="eval", unit="rec", disable=disable, leave=False) as bar:
         for start in range(0, len(records), batch_size):
@@ -232,31 +233,29 @@ def run_records(pipeline: Pipeline, records: Sequence[EvalRecord], *, name: str,
             messages = [RawMessage(orjson.dumps(r.event), Position(name, 0, start + i))
                         for i, r in enumerate(chunk)]
             output = process_batch(pipeline, messages)
-            for out in output.signals:
-                record = orjson.loads(out.value)
-                outcomes[record["source"]["offset"]] = record
-            for out in output.dead_letters:
-                letter = orjson.loads(out.value)
-                outcomes[letter["source"]["offset"]] = {"rejected": letter["error"]}
+            done: list[SignalRecord | DeadLetter] = [*output.signals, *output.dead_letters]
+            for out in done:
+                outcomes[out.source.offset] = out
             bar.update(len(chunk))
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
-def slice_keys(record: EvalRecord, signal_record: Mapping[str, Any],
+def slice_keys(record: EvalRecord, signal_record: SignalRecord,
                model: TaskModel) -> dict[str, str]:
     event = record.event
+    predicted = signal_record.signals.get("language")
     language = (record.expected.get("language") or event.get("language")
-                or signal_record.get("signals", {}).get("language", {}).get("label"))
+                or (predicted.label if predicted is not None else None))
     chars = len(" ".join(str(event.get(f) or "").strip() for f in TEXT_FIELDS).strip())
-    keys = {"content_type": str(signal_record.get("content_type")),
+    keys = {"content_type": signal_record.content_type,
             "language": str(language or "unknown"),
-            "market": str(signal_record.get("market") or "unknown"),
+            "market": signal_record.market or "unknown",
             "length_chars": length_bucket(chars)}
     if EDGE in record.expected:
         keys[EDGE] = str(record.expected[EDGE])
     if model.english_only:
-        signal = signal_record["signals"][model.task]
-        keys["reliable"] = "yes" if signal.get("reliable", True) else "no"
+        signal = signal_record.signals[model.task]
+        keys["reliable"] = "yes" if signal.is_reliable else "no"
     return keys
 
 
@@ -274,8 +273,9 @@ def evaluate(path: Path, pipeline: Pipeline, task: str | None, mapping: Mapping[
                         records=len(records), versions=pipeline.enricher.versions,
                         tasks={name: TaskPredictions(models[name]) for name in tasks})
     for record, outcome in zip(records, outcomes, strict=True):
-        if "rejected" in outcome:
-            result.rejected.append({"line": record.line, **outcome["rejected"]})
+        if isinstance(outcome, DeadLetter):
+            result.rejected.append({"line": record.line, "class": outcome.reason.value,
+                                    "message": outcome.message})
             continue
         for predictions in result.tasks.values():
             _collect(predictions, record, outcome, mapping, f"{path}:{record.line}")
@@ -288,11 +288,11 @@ def evaluate(path: Path, pipeline: Pipeline, task: str | None, mapping: Mapping[
     return result
 
 
-def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: dict[str, Any],
+def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: SignalRecord,
              mapping: Mapping[str, str], where: str) -> None:
     model = predictions.model
     truth = truth_of(record, model, mapping, where)
-    signal = outcome.get("signals", {}).get(model.task)
+    signal = outcome.signals.get(model.task)
     if truth is None or signal is None:
         return
     predictions.truth.append(truth)

@@ -1,7 +1,7 @@
 """The models that turn text into labels: the language identifier and the heads on the embedding.
 
-Each wraps one verified `OnnxModel` and turns a batch's probabilities into per-item signals
-``{label, score, model, ...}`` with plain functions. Heads read the encoder's embedding, so a
+Each wraps one verified `OnnxModel` and turns a batch's probabilities into a
+`stream.core.outputs.Signal` per item with plain functions. Heads read the encoder's embedding, so a
 batch is encoded once and every head runs once on the result.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import orjson
 
+from stream.core.outputs import Signal
 from stream.errors import ModelFileError
 from stream.models.langid_features import char_ngram_ids
 from stream.models.manifest import ModelSpec
@@ -56,7 +56,7 @@ class LanguageModel:
         self.model = _checked_model(spec, ("ngram_ids", "row_scale"), len(self.labels), threads,
                                     spinning)
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str]) -> list[Signal]:
         if not texts:
             return []
         ids, scale = char_ngram_ids(texts, **self.features)
@@ -95,19 +95,19 @@ class HeadModel:
         self.task, self.version = spec.task, spec.version
         self.model = _checked_model(spec, ("embedding",), len(labels), threads, spinning)
 
-    def predict(self, embeddings: np.ndarray) -> list[dict[str, Any]]:
+    def predict(self, embeddings: np.ndarray) -> list[Signal]:
         if embeddings.shape[0] == 0:
             return []
         probs = self.model.run({"embedding": embeddings.astype(np.float32)})[PROBABILITIES]
         return [head_signal(row, self.head) for row in probs]
 
 
-def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> dict[str, Any]:
+def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> Signal:
     best = int(np.argmax(row))
-    return {"label": labels[best], "score": round(float(row[best]), 6), "model": version}
+    return Signal(label=labels[best], score=round(float(row[best]), 6), model=version)
 
 
-def head_signal(row: np.ndarray, head: HeadSpec) -> dict[str, Any]:
+def head_signal(row: np.ndarray, head: HeadSpec) -> Signal:
     """One item's signal. Single-label: the arg-max, unless a thresholded label (e.g. spam)
     reaches its threshold. Multi-label: every label at or over its threshold is flagged, the
     signal's label is the highest of those (or ``none``)."""
@@ -119,8 +119,8 @@ def head_signal(row: np.ndarray, head: HeadSpec) -> dict[str, Any]:
     else:
         label = max(over, key=scores.__getitem__) if over else _argmax_without(scores, head)
         score = scores[label]
-    return {"label": label, "score": score, "model": head.version, "scores": scores,
-            "flagged": sorted(over)}
+    return Signal(label=label, score=score, model=head.version, scores=scores,
+                  flagged=tuple(sorted(over)))
 
 
 def _argmax_without(scores: dict[str, float], head: HeadSpec) -> str:

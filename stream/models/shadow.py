@@ -28,16 +28,6 @@ ROLES = ("champion", "challenger")
 _EPSILON = 1e-4
 
 
-def shadow_record(task: str, event_time_ms: int, champion: Mapping[str, Any],
-                  challenger: Mapping[str, Any], *, event_id: str,
-                  content_id: str) -> dict[str, Any]:
-    """One item's answers from both models; the ids let a disagreement be traced to its item."""
-    return {"task": task, "event_time_ms": event_time_ms, "event_id": event_id,
-            "content_id": content_id,
-            **{role: {"model": s["model"], "label": s["label"], "scores": s.get("scores", {})}
-               for role, s in zip(ROLES, (champion, challenger), strict=True)}}
-
-
 def empty_eval(spec: WindowKind, group: str, start_ms: int, partition: int) -> dict[str, Any]:
     return {**window_header(spec, group, start_ms, partition), "count": 0, "agree": 0,
             "models": {}, "labels": {r: {} for r in ROLES}, "histograms": {r: {} for r in ROLES}}

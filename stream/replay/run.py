@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-import orjson
 from kafka.partitioner.default import murmur2
 from tqdm import tqdm
 
 from stream.core.builder import build_pipeline
-from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.core.outputs import EnrichedRecord, WindowRecord
+from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import RawMessage
 from stream.core.validate import Validator, make_validator
 from stream.errors import ConfigError, Rejection
@@ -177,18 +177,17 @@ class Processor:
         closed = self.aggregator.flush() if self.aggregator is not None else []
         return Outputs(windows=[self._window(w) for w in closed])
 
-    def _aggregate(self, enriched: list[OutRecord]) -> list[OutRecord]:
+    def _aggregate(self, enriched: list[EnrichedRecord]) -> list[WindowRecord]:
         if self.aggregator is None:
             return []
         closed: list[dict[str, Any]] = []
-        for record in enriched:
-            value = orjson.loads(record.value)
-            closed += self.aggregator.update(value["group"], value,
+        for record in enriched:   # folded as the aggregate agent folds it: its JSON value
+            closed += self.aggregator.update(record.group, record.to_json(),
                                              group_partition(record.key, self.partitions))
         return [self._window(w) for w in closed]
 
-    def _window(self, window: dict[str, Any]) -> OutRecord:
-        return OutRecord(window["group"].encode(), dumps({**window, **self.stamp}))
+    def _window(self, window: dict[str, Any]) -> WindowRecord:
+        return WindowRecord({**window, **self.stamp})
 
 
 def group_partition(key: bytes, partitions: int) -> int:

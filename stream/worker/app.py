@@ -24,7 +24,8 @@ import orjson
 import structlog
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
-from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.core.outputs import Record, WindowRecord
+from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
@@ -121,7 +122,7 @@ def raw_message(event: Any) -> RawMessage:
         timestamp_ms=int(timestamp * 1000) if timestamp else None)
 
 
-async def send_all(sink: Sink, topic: str, records: Sequence[OutRecord]) -> None:
+async def send_all(sink: Sink, topic: str, records: Sequence[Record]) -> None:
     for record in records:
         await sink.send(topic, record)
 
@@ -130,7 +131,7 @@ async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[s
                       event: str, *logged: str) -> None:
     """Send each closed window keyed by its ``key`` field, and log it (with the `logged` fields)."""
     for window in windows:
-        await sink.send(topic, OutRecord(window[key].encode(), dumps(window)))
+        await sink.send(topic, WindowRecord(window, key))
         log.info(event, **{key: window[key]}, window=window["window"]["name"],
                  start_ms=window["window"]["start_ms"], count=window["count"],
                  **{name: window[name] for name in logged})

@@ -72,8 +72,8 @@ def challenger_labels(settings: Settings, events: list[dict[str, Any]]) -> list[
     parsed = [pipeline.validate(orjson.dumps(e)) for e in events]
     assert all(isinstance(p, ContentEvent) for p in parsed)
     enriched = pipeline.enricher.enrich(parsed)  # type: ignore[arg-type]
-    assert all(e.signals["sentiment"]["model"] == CHALLENGER for e in enriched)
-    return [e.signals["sentiment"]["label"] for e in enriched]
+    assert all(e.signals["sentiment"].model == CHALLENGER for e in enriched)
+    return [e.signals["sentiment"].label for e in enriched]
 
 
 def test_challenger_is_shadowed_and_evaluated_in_one_window(

@@ -74,7 +74,7 @@ def test_plain_records_run_through_the_worker_pipeline(
     texts = [r.get("text") or f"{r['title']}. {r['description']}" for r in plain_rows()]
     language = pipeline.enricher.language
     assert language is not None
-    predicted = [s["label"] for s in language.predict(texts)]
+    predicted = [s.label for s in language.predict(texts)]
     truth = [r["label"] for r in plain_rows()]
     assert scored["n"] == len(truth)
     assert scored["metrics"]["accuracy"] == pytest.approx(

@@ -122,9 +122,9 @@ def test_every_head_honours_its_contract_and_label_map(pipeline: Pipeline) -> No
         if not spec.multi_label:
             assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
         for signal in head.predict(vectors):
-            assert signal["model"] == head.version
-            assert signal["label"] in (*spec.labels, "none")
-            assert list(signal["scores"]) == list(spec.labels)
+            assert signal.model == head.version
+            assert signal.label in (*spec.labels, "none")
+            assert list(signal.scores or ()) == list(spec.labels)
 
 
 def test_the_language_model_names_75_iso_codes(pipeline: Pipeline) -> None:
@@ -133,4 +133,4 @@ def test_the_language_model_names_75_iso_codes(pipeline: Pipeline) -> None:
     assert len(language.labels) == 75 and all(len(code) == 2 for code in language.labels)
     [german, english] = language.predict(["Das ist ein ganz normaler deutscher Satz.",
                                           "This is a perfectly ordinary English sentence."])
-    assert (german["label"], english["label"]) == ("de", "en")
+    assert (german.label, english.label) == ("de", "en")
