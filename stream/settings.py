@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stream.core.topics import Topics
 from stream.errors import ConfigError
 
 ENV_PREFIX = "SIGNALS_"
@@ -25,23 +26,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_FORMATS = ("json", "console")
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Names of every topic the pipeline reads or writes."""
-
-    events: str = "content.events.v1"
-    signals: str = "content.signals.v1"
-    enriched: str = "content.enriched.v1"
-    windows: str = "signals.windows.v1"
-    dlq: str = "content.events.dlq.v1"
-    shadow: str = "content.shadow.v1"
-    model_eval: str = "signals.model_eval.v1"
-
-    def all(self) -> tuple[str, ...]:
-        return (self.events, self.signals, self.enriched, self.windows, self.dlq, self.shadow,
-                self.model_eval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +67,7 @@ class Settings:
 
     @property
     def topics(self) -> Topics:
-        p = self.topic_prefix
-        base = Topics()
-        return Topics(*(p + name for name in base.all()))
+        return Topics.with_prefix(self.topic_prefix)
 
     @property
     def manifest_path(self) -> Path:

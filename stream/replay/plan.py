@@ -19,13 +19,11 @@ from typing import Any
 
 import orjson
 
+from stream.core.topics import BY_ROLE
 from stream.errors import ConfigError
 from stream.models.manifest import Manifest
 from stream.settings import Settings
 
-REPLAY_SIGNALS = "content.signals.replay."
-REPLAY_DLQ = "content.events.dlq.replay."
-REPLAY_WINDOWS = "signals.windows.replay."
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -216,8 +214,8 @@ def replay_topics(settings: Settings, versions: Mapping[str, str], to_live: bool
         live = settings.topics
         return ReplayTopics(live.signals, live.dlq, live.windows)
     tag, prefix = version_tag(versions), settings.topic_prefix
-    return ReplayTopics(prefix + REPLAY_SIGNALS + tag, prefix + REPLAY_DLQ + tag,
-                        prefix + REPLAY_WINDOWS + tag)
+    return ReplayTopics(*(f"{prefix}{BY_ROLE[role].replay_stem}{tag}"
+                          for role in ("signals", "dlq", "windows")))
 
 
 def clamp_range(begin: int, end: int, from_offset: int | None,

@@ -22,7 +22,8 @@ from stream.connectors.kafka import (
     produce,
     warn_on_a_small_dead_letter_limit,
 )
-from stream.settings import Settings, Topics
+from stream.core.topics import Topics
+from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, values
 from tests.schemas import assert_valid
 

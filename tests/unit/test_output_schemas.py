@@ -4,7 +4,7 @@ Records come from the real code paths (`process_batch` with the real models, a c
 replay-style pipeline and a real file-to-file `signals replay`, the real `WindowAggregator` with
 the signal and model-eval folders) and are validated as they go on the wire (orjson bytes, parsed
 back). The schemas themselves are checked against the draft-07 meta-schema, against the topic list
-in `stream.settings.Topics`, and for actually rejecting wrong records.
+in `stream.core.topics.REGISTRY`, and for actually rejecting wrong records.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from stream.core.builder import build_pipeline
 from stream.core.outputs import Record, ShadowRecord, Signal, dumps, serialise
 from stream.core.pipeline import BatchOutput, Pipeline, dead_letter, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import REGISTRY, Topics
 from stream.errors import Rejection, RejectReason
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
-from stream.settings import REPO_ROOT, Settings, Topics
+from stream.settings import REPO_ROOT, Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
@@ -409,6 +410,12 @@ def documented_fields(node: Any, path: str = "#") -> Iterator[tuple[str, dict[st
 
 def test_every_topic_has_a_schema_file_named_after_it() -> None:
     assert {p.stem for p in schema_files()} == set(TOPICS.all())
+    assert {p.name for p in schema_files()} == {spec.schema for spec in REGISTRY}
+
+
+def test_the_registry_and_the_topic_names_list_the_same_roles_in_order() -> None:
+    assert [f.name for f in dataclasses.fields(Topics)] == [spec.role for spec in REGISTRY]
+    assert Topics.with_prefix("p.").all() == tuple(f"p.{spec.name}" for spec in REGISTRY)
 
 
 @pytest.mark.parametrize("path", schema_files(), ids=lambda p: p.name)
