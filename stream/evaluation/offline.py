@@ -34,7 +34,7 @@ from stream.core.records import Position, RawMessage
 from stream.core.validate import TEXT_FIELDS
 from stream.errors import ConfigError, InputFileError
 from stream.evaluation.metrics import length_bucket
-from stream.models.heads import CONTENT_TYPES
+from stream.models.heads import CONTENT_TYPES, ClassifierSpec
 
 EVAL_TIME = "2026-01-01T00:00:00Z"
 EDGE = "edge"
@@ -51,22 +51,9 @@ class EvalRecord:
 CONTENT_TYPES_ALL = frozenset(CONTENT_TYPES)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskModel:
-    """What eval needs to know about the model of one task."""
-
-    task: str
-    version: str
-    labels: tuple[str, ...]
-    multi_label: bool = False
-    english_only: bool = False
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    applies_to: frozenset[str] = CONTENT_TYPES_ALL
-
-
 @dataclass(slots=True)
 class TaskPredictions:
-    model: TaskModel
+    model: ClassifierSpec
     truth: list[tuple[str, ...]] = field(default_factory=list)  # one label unless multi-label
     signals: list[Signal] = field(default_factory=list)
     slices: list[dict[str, str]] = field(default_factory=list)
@@ -158,20 +145,12 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def task_models(enricher: Enricher) -> dict[str, TaskModel]:
-    """The classification models the enricher runs (not the encoder), by task."""
-    models: dict[str, TaskModel] = {}
-    if enricher.language is not None:
-        lang = enricher.language
-        models[lang.spec.task] = TaskModel(lang.spec.task, lang.version, tuple(lang.labels))
-    for head in enricher.heads:
-        h = head.head
-        models[h.task] = TaskModel(h.task, h.version, h.labels, h.multi_label, h.english_only,
-                                   dict(h.thresholds), h.applies_to)
-    return models
+def task_models(enricher: Enricher) -> dict[str, ClassifierSpec]:
+    """The contracts of the classification models the enricher runs (not the encoder), by task."""
+    return {model.task: model.contract for model in enricher.classifiers}
 
 
-def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
+def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, ClassifierSpec],
                  task: str | None, manifest: Path) -> list[str]:
     if task is not None:
         if task not in models:
@@ -188,7 +167,7 @@ def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
     return tasks
 
 
-def truth_of(record: EvalRecord, model: TaskModel, mapping: Mapping[str, str],
+def truth_of(record: EvalRecord, model: ClassifierSpec, mapping: Mapping[str, str],
              where: str) -> tuple[str, ...] | None:
     """The mapped truth of one record for one task; None when it has none (or it maps away)."""
     value = record.expected.get(model.task)
@@ -207,7 +186,7 @@ def truth_of(record: EvalRecord, model: TaskModel, mapping: Mapping[str, str],
     return mapped
 
 
-def check_labels(records: Sequence[EvalRecord], model: TaskModel, mapping: Mapping[str, str],
+def check_labels(records: Sequence[EvalRecord], model: ClassifierSpec, mapping: Mapping[str, str],
                  path: Path) -> None:
     unknown: dict[str, list[int]] = {}
     for r in records:
@@ -241,7 +220,7 @@ def run_records(pipeline: Pipeline, records: Sequence[EvalRecord], *, name: str,
 
 
 def slice_keys(record: EvalRecord, signal_record: SignalRecord,
-               model: TaskModel) -> dict[str, str]:
+               model: ClassifierSpec) -> dict[str, str]:
     event = record.event
     predicted = signal_record.signals.get("language")
     language = (record.expected.get("language") or event.get("language")
@@ -300,7 +279,7 @@ def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: SignalRe
     predictions.slices.append(slice_keys(record, outcome, model))
 
 
-def _notes(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
+def _notes(records: Sequence[EvalRecord], models: Mapping[str, ClassifierSpec],
            result: Evaluation) -> list[str]:
     notes = []
     if result.rejected:

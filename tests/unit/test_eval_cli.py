@@ -15,6 +15,7 @@ from stream.cli import main
 from stream.core.pipeline import Pipeline
 from stream.evaluation.gate import load_gate
 from stream.evaluation.offline import task_models
+from stream.models.heads import LanguageModel
 from stream.settings import REPO_ROOT, Settings
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
@@ -73,7 +74,7 @@ def test_plain_records_run_through_the_worker_pipeline(
     # the same numbers from the language model called directly on the same texts
     texts = [r.get("text") or f"{r['title']}. {r['description']}" for r in plain_rows()]
     language = pipeline.enricher.language
-    assert language is not None
+    assert isinstance(language, LanguageModel)
     predicted = [s.label for s in language.predict(texts)]
     truth = [r["label"] for r in plain_rows()]
     assert scored["n"] == len(truth)

@@ -11,28 +11,26 @@ import orjson
 import pytest
 
 from stream.evaluation.gate import Gate, compare, comparison_notes
-from stream.evaluation.offline import Evaluation, TaskModel, TaskPredictions
+from stream.evaluation.offline import Evaluation, TaskPredictions
 from stream.evaluation.report import write_outputs
 from stream.evaluation.scoring import ScoreOptions, build_result, score_task
-from stream.models.heads import HeadSpec, head_signal
+from stream.models.heads import ClassifierSpec, head_signal
 
-SAFETY = HeadSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
+SAFETY = ClassifierSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
                   multi_label=True, thresholds={"offensive": 0.5, "hate": 0.4, "explicit": 0.5},
                   english_only=True)
-SPAM = HeadSpec(task="spam", version="spam-t", labels=("ham", "spam"), multi_label=False,
+SPAM = ClassifierSpec(task="spam", version="spam-t", labels=("ham", "spam"), multi_label=False,
                 thresholds={"spam": 0.3}, english_only=True)
 
 
-def predictions(spec: HeadSpec, rows: list[list[float]], truth: list[tuple[str, ...]],
+def predictions(spec: ClassifierSpec, rows: list[list[float]], truth: list[tuple[str, ...]],
                 reliable: list[bool] | None = None) -> TaskPredictions:
-    model = TaskModel(spec.task, spec.version, spec.labels, spec.multi_label, spec.english_only,
-                      spec.thresholds)
     signals = [head_signal(np.array(row), spec) if ok
                # what the enricher does to an English-only head on non-English text
                else head_signal(np.array(row), spec).unreliable()
                for row, ok in zip(rows, reliable or [True] * len(rows), strict=True)]
     slices = [{"reliable": "yes" if s.is_reliable else "no", "market": "US"} for s in signals]
-    return TaskPredictions(model, list(truth), signals, slices)
+    return TaskPredictions(spec, list(truth), signals, slices)
 
 
 SAFETY_ROWS = [[0.9, 0.6, 0.1],   # flags offensive, hate

@@ -8,13 +8,13 @@ from stream.core.enrich import is_english
 from stream.core.outputs import Signal
 from stream.core.records import ContentEvent
 from stream.core.rules import aggregation_group, flags_for
-from stream.models.heads import HeadSpec, head_signal
+from stream.models.heads import ClassifierSpec, head_signal
 
-SPAM = HeadSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
+SPAM = ClassifierSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
                 thresholds={"spam": 0.8}, english_only=True)
-SAFETY = HeadSpec("safety", "safety-v1", ("offensive", "hate", "explicit"), multi_label=True,
+SAFETY = ClassifierSpec("safety", "safety-v1", ("offensive", "hate", "explicit"), multi_label=True,
                   thresholds={"offensive": 0.5, "hate": 0.3, "explicit": 0.6}, english_only=True)
-TOPIC = HeadSpec("topic", "topic-v1", ("News", "Sports", "Comedy"), multi_label=False,
+TOPIC = ClassifierSpec("topic", "topic-v1", ("News", "Sports", "Comedy"), multi_label=False,
                  thresholds={}, english_only=True)
 
 
