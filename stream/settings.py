@@ -19,9 +19,10 @@ from typing import Any
 
 from stream.core.topics import Topics
 from stream.errors import ConfigError
+from stream.models.manifest import parse_task_versions
+from stream.paths import DATA_ROOT, STATE_ROOT
 
 ENV_PREFIX = "SIGNALS_"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -50,8 +51,8 @@ class Settings:
     encoder_bucket_size: int = 32  # the heads were trained at 32 (README "Benchmarks")
     model_threads: int = 2
     model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
-    models_dir: Path = REPO_ROOT / "models_onnx"
-    schemas_dir: Path = REPO_ROOT / "schemas"
+    models_dir: Path = DATA_ROOT / "models_onnx"
+    schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144
     include_embedding: bool = True
     tumbling_window_s: int = 60
@@ -60,7 +61,7 @@ class Settings:
     window_grace_s: int = 10
     challengers: str = ""  # "task=version,...": shadow models run beside the champions
     model_eval_window_s: int = 300
-    worker_data_dir: Path = REPO_ROOT / ".kafka" / "worker"
+    worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
     web_port: int = 6066
     log_level: str = "INFO"
     log_format: str = "json"
@@ -77,14 +78,7 @@ class Settings:
     def challenger_versions(self) -> dict[str, str]:
         """``SIGNALS_CHALLENGERS=topic=topic-v2,spam=spam-v3`` as {task: version}."""
         pairs = [p.strip() for p in self.challengers.split(",") if p.strip()]
-        result = {}
-        for pair in pairs:
-            task, sep, version = pair.partition("=")
-            if not (sep and task.strip() and version.strip()):
-                raise ConfigError(f"challengers={self.challengers!r}: write task=version pairs "
-                                  "separated by commas, e.g. topic=topic-minilm-mlp-v1")
-            result[task.strip()] = version.strip()
-        return result
+        return parse_task_versions(pairs, "SIGNALS_CHALLENGERS")
 
     @classmethod
     def load(

@@ -52,11 +52,12 @@ from stream.core.records import ContentEvent, RawMessage
 from stream.errors import ConfigError, InputFileError
 from stream.models.encoder import TextEncoder
 from stream.models.onnx_session import sha256_of
+from stream.paths import CHECKOUT, DATA_ROOT
 from stream.replay.sources import FileSource, count_lines
-from stream.settings import REPO_ROOT, Settings
+from stream.settings import Settings
 
-DEFAULT_DATA = (REPO_ROOT / "tests" / "golden" / "events.jsonl",
-                REPO_ROOT / "deploy" / "demo" / "events.jsonl")
+DEFAULT_DATA = (DATA_ROOT / "tests" / "golden" / "events.jsonl",
+                DATA_ROOT / "deploy" / "demo" / "events.jsonl")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -330,7 +331,7 @@ def environment(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
 
 def git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True,
                               text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -130,7 +130,7 @@ def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: round(v, DIGITS) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def _per_label(a: Arrays, counts: m.Counts, curves: Mapping[str, m.PRCurve],
+def _per_label(a: Arrays, counts: m.LabelCounts, curves: Mapping[str, m.PRCurve],
                thresholds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     precision, recall, f1 = m.precision_recall_f1(counts)
     rows = {}

@@ -7,6 +7,7 @@ unless told otherwise; replay and eval can pick any listed version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,16 @@ def load_manifest(path: Path) -> Manifest:
         for m in data.get("models", [])
     )
     return Manifest(path=path, models=models, active=dict(data.get("active", {})))
+
+
+def parse_task_versions(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """``["topic=topic-v2", ...]`` → {task: version}; `what` names the flag or setting in the
+    error (the manifest check comes later, in `Manifest.resolve`)."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        task, sep, version = (part.strip() for part in pair.partition("="))
+        if not (sep and task and version):
+            raise ConfigError(f"{what} {pair!r}: write TASK=VERSION, e.g. "
+                              "language=langid-charngram-v1")
+        result[task] = version
+    return result

@@ -16,11 +16,12 @@ from stream.core.pipeline import Pipeline
 from stream.evaluation.gate import load_gate
 from stream.evaluation.offline import task_models
 from stream.models.heads import LanguageModel
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import CHECKOUT
+from stream.settings import Settings
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
-BASELINE = REPO_ROOT / "tests" / "golden" / "baseline.json"
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"   # optional: tests skip without it
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
+BASELINE = CHECKOUT / "tests" / "golden" / "baseline.json"
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"   # optional: tests skip without it
 
 SENTENCES = {
     "en": ["The committee will publish its final report on rural broadband next spring.",

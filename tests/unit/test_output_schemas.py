@@ -27,15 +27,16 @@ from stream.core.topics import REGISTRY, Topics
 from stream.errors import Rejection, RejectReason
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
+from stream.paths import CHECKOUT
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
-from stream.settings import REPO_ROOT, Settings
+from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,

@@ -18,12 +18,13 @@ from stream.core.outputs import serialise
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.errors import ConfigError, InputFileError
+from stream.paths import CHECKOUT
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
 from stream.replay.sources import FileSource
 from stream.replay.state import load_checkpoint
-from stream.settings import REPO_ROOT, Settings
+from stream.settings import Settings
 from tests.processes import interrupt_after_checkpoint
 
 
@@ -209,7 +210,7 @@ def test_ctrl_c_stops_after_a_checkpointed_batch_and_the_resumed_output_is_ident
             "--batch-max-size", "4", "--model-threads", "1", "--aggregate", "--no-progress",
             "--rate", "8"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNALS_")}
-    code, stdout, stderr = interrupt_after_checkpoint(argv, ckpt, env, cwd=REPO_ROOT)
+    code, stdout, stderr = interrupt_after_checkpoint(argv, ckpt, env, cwd=CHECKOUT)
     assert code == 130, stderr.decode()
     assert b"interrupted; left to do: 0:[" in stdout and b"run the same command" in stdout
     stopped = load_checkpoint(ckpt)
