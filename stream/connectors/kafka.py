@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.core.topics import compacted_roles
 from stream.errors import BrokerError
 from stream.settings import Settings
 
@@ -66,7 +67,8 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                 raise BrokerError(f"topic {name} has {count} partitions, the pipeline is "
                                   f"configured for {settings.partitions} (SIGNALS_PARTITIONS)")
         missing = [n for n in names if n not in existing]
-        create_topics(admin, settings, missing, dead_letters=settings.topics.dlq)
+        create_topics(admin, settings, missing, dead_letters=settings.topics.dlq,
+                      compacted=compacted_topics(settings))
         if settings.topics.dlq in existing:
             warn_on_a_small_dead_letter_limit(admin, settings.topics.dlq)
         return missing
@@ -93,13 +95,20 @@ def warn_on_a_small_dead_letter_limit(admin: KafkaAdminClient, topic: str) -> in
     return limit
 
 
+def compacted_topics(settings: Settings) -> frozenset[str]:
+    return frozenset(getattr(settings.topics, role) for role in compacted_roles())
+
+
 def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str], *,
-                  dead_letters: str) -> None:
+                  dead_letters: str, compacted: frozenset[str] = frozenset()) -> None:
     """Create topics with the configured partitions; the dead-letter topic takes messages up to
     `DLQ_MAX_MESSAGE_BYTES`, so the dead letter of a message the input topic accepted (its bytes
-    as base64 plus the reason) fits, even where the input topic's own 1 MB limit would not."""
+    as base64 plus the reason) fits, even where the input topic's own 1 MB limit would not.
+    `compacted` topics keep the latest value per key (``content.embeddings.v1``)."""
     for name in names:
         configs = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)} if name == dead_letters else {}
+        if name in compacted:
+            configs["cleanup.policy"] = "compact"
         with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
             admin.create_topics([NewTopic(name, settings.partitions, settings.replication_factor,
                                           topic_configs=configs)])

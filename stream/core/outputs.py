@@ -241,14 +241,118 @@ class WindowRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingRecord:
+    """A ``content.embeddings.v1`` value (compacted, keyed by ``content_id``): the latest vector of
+    each item, the log the similarity index is rebuilt from. A ``content.deleted`` event is a
+    tombstone (`vector` None: a null value), so compaction forgets the item too."""
+
+    event_id: str
+    content_id: str
+    content_type: str
+    event_time_ms: int
+    model: str
+    vector: np.ndarray | None
+    creator_id: str | None = None
+    show_id: str | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.content_id.encode()
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.vector is None
+
+    def to_json(self) -> dict[str, Any]:
+        assert self.vector is not None, "a tombstone has no value; serialise() writes None"
+        values = np.asarray(self.vector, dtype="<f4")
+        return {"event_id": self.event_id, "content_id": self.content_id,
+                "content_type": self.content_type, "event_time_ms": self.event_time_ms,
+                "creator_id": self.creator_id, "show_id": self.show_id,
+                "embedding": {"model": self.model, "dim": int(values.shape[0]),
+                              "dtype": "float32-le",
+                              "b64": base64.b64encode(values.tobytes()).decode()}}
+
+    @classmethod
+    def from_message(cls, key: bytes | None, value: bytes | None) -> EmbeddingRecord:
+        """Read one message of the topic back (a null value is a tombstone of its key)."""
+        if value is None:
+            return cls("", (key or b"").decode(), "", 0, "", None)
+        data = orjson.loads(value)
+        emb = data["embedding"]
+        vector = np.frombuffer(base64.b64decode(emb["b64"]), dtype="<f4").astype(np.float32)
+        return cls(data["event_id"], data["content_id"], data["content_type"],
+                   int(data["event_time_ms"]), emb["model"], vector, data.get("creator_id"),
+                   data.get("show_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class NearDuplicate:
+    """The most similar earlier item of the same content type; `flagged` at the threshold."""
+
+    content_id: str
+    event_id: str
+    cosine: float
+    threshold: float
+    flagged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"content_id": self.content_id, "event_id": self.event_id,
+                "cosine": self.cosine, "threshold": self.threshold, "flagged": self.flagged}
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedItem:
+    content_id: str
+    content_type: str
+    cosine: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"content_id": self.content_id, "content_type": self.content_type,
+                "cosine": self.cosine}
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarRecord:
+    """A ``content.similar.v1`` value, keyed by ``content_id``: one per indexed item."""
+
+    event_id: str
+    content_id: str
+    content_type: str
+    event_time_ms: int
+    near_duplicate: NearDuplicate | None
+    related: tuple[RelatedItem, ...]
+    index: str
+
+    @property
+    def key(self) -> bytes:
+        return self.content_id.encode()
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        flagged = self.near_duplicate is not None and self.near_duplicate.flagged
+        return ("near_duplicate",) if flagged else ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "content_id": self.content_id,
+                "content_type": self.content_type, "event_time_ms": self.event_time_ms,
+                "near_duplicate": (self.near_duplicate.to_json()
+                                   if self.near_duplicate is not None else None),
+                "related": [item.to_json() for item in self.related],
+                "flags": list(self.flags), "index": self.index}
+
+
+@dataclass(frozen=True, slots=True)
 class OutRecord:
     """A record as a sink writes it: key and value bytes."""
 
     key: bytes
-    value: bytes
+    value: bytes | None   # None: a tombstone (compacted topics)
 
 
 def serialise(record: Record) -> OutRecord:
+    if isinstance(record, EmbeddingRecord) and record.is_tombstone:
+        return OutRecord(record.key, None)
     return OutRecord(record.key, dumps(record.to_json()))
 
 

@@ -17,6 +17,7 @@ import structlog
 from stream.core.enrich import Enricher, Enrichment
 from stream.core.outputs import (
     DeadLetter,
+    EmbeddingRecord,
     EnrichedRecord,
     Processing,
     ShadowRecord,
@@ -36,6 +37,7 @@ class BatchOutput:
     enriched: list[EnrichedRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     shadow: list[ShadowRecord] = field(default_factory=list)  # champion vs challenger, by task
+    embeddings: list[EmbeddingRecord] = field(default_factory=list)  # the index's log; tombstones
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
         output.signals.append(signal_record(pipeline, message, event, enrichment, processing))
         if event.has_text:
             output.enriched.append(enriched_record(pipeline, event, enrichment))
+        embedding = embedding_record(pipeline, event, enrichment)
+        if embedding is not None:
+            output.embeddings.append(embedding)
         for task, challenger in enrichment.shadow.items():
             champion = enrichment.signals.get(task)
             if champion is not None:   # compared only where the champion ran too
@@ -129,6 +134,19 @@ def enriched_record(pipeline: Pipeline, event: ContentEvent,
         event_time_ms=event.event_time_ms, group=aggregation_group(event, enrichment.signals),
         signals=enrichment.signals, flags=flags_for(enrichment.signals),
         models=pipeline.enricher.versions)
+
+
+def embedding_record(pipeline: Pipeline, event: ContentEvent,
+                     enrichment: Enrichment) -> EmbeddingRecord | None:
+    """The ``content.embeddings.v1`` record: the item's vector, or a tombstone for a deletion."""
+    deleted = event.event_type == "content.deleted"
+    if not deleted and enrichment.embedding is None:
+        return None
+    return EmbeddingRecord(
+        event_id=event.event_id, content_id=event.content_id, content_type=event.content_type,
+        event_time_ms=event.event_time_ms, model=pipeline.enricher.versions["embedding"],
+        vector=None if deleted else enrichment.embedding, creator_id=event.creator_id,
+        show_id=event.show_id)
 
 
 def processing_info(message: RawMessage, now_ms: int, batch_ms: float) -> Processing:

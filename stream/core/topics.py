@@ -19,6 +19,7 @@ class TopicSpec:
     key: str                         # what the record key is
     schema: str                      # the JSON Schema of its values, under schemas/
     replay_stem: str | None = None   # replay writes `<prefix><stem><models tag>` instead
+    compacted: bool = False          # cleanup.policy=compact: the latest value per key is kept
 
 
 REGISTRY: tuple[TopicSpec, ...] = (
@@ -33,6 +34,9 @@ REGISTRY: tuple[TopicSpec, ...] = (
               "content.events.dlq.v1.json", replay_stem="content.events.dlq.replay."),
     TopicSpec("shadow", "content.shadow.v1", "task", "content.shadow.v1.json"),
     TopicSpec("model_eval", "signals.model_eval.v1", "task", "signals.model_eval.v1.json"),
+    TopicSpec("embeddings", "content.embeddings.v1", "content_id", "content.embeddings.v1.json",
+              compacted=True),
+    TopicSpec("similar", "content.similar.v1", "content_id", "content.similar.v1.json"),
 )
 BY_ROLE = {spec.role: spec for spec in REGISTRY}
 
@@ -48,6 +52,8 @@ class Topics:
     dlq: str = BY_ROLE["dlq"].name
     shadow: str = BY_ROLE["shadow"].name
     model_eval: str = BY_ROLE["model_eval"].name
+    embeddings: str = BY_ROLE["embeddings"].name
+    similar: str = BY_ROLE["similar"].name
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -55,6 +61,11 @@ class Topics:
 
     def all(self) -> tuple[str, ...]:
         return tuple(getattr(self, spec.role) for spec in REGISTRY)
+
+
+def compacted_roles() -> tuple[str, ...]:
+    """Topics created with ``cleanup.policy=compact`` (the latest value per key; null deletes)."""
+    return tuple(spec.role for spec in REGISTRY if spec.compacted)
 
 
 def replayed_roles() -> tuple[str, ...]:

@@ -94,7 +94,8 @@ class FileSink:
     def write(self, outputs: Outputs) -> None:
         for kind, records in outputs.by_kind().items():
             if records:
-                self.handles[kind].write(b"".join(serialise(r).value + b"\n" for r in records))
+                self.handles[kind].write(b"".join((serialise(r).value or b"") + b"\n"
+                                                   for r in records))
 
     def commit(self) -> dict[str, int]:
         for handle in self.handles.values():

@@ -108,5 +108,9 @@ class UsearchIndex:
         self._infos = {cid: ItemInfo.from_json(info) for cid, _, info in meta["items"]}
         self._next_key = int(meta["next_key"])
 
+    def clear(self) -> None:
+        self._index = self._new()
+        self._keys, self._ids, self._infos = {}, {}, {}
+
     def close(self) -> None:
         return None

@@ -87,5 +87,8 @@ class ExactIndex:
         for (cid, info), vector in zip(items, vectors, strict=True):
             self.upsert(cid, vector, ItemInfo.from_json(info))
 
+    def clear(self) -> None:
+        self.__init__(self.dim)  # type: ignore[misc]
+
     def close(self) -> None:
         return None

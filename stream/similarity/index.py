@@ -5,7 +5,8 @@ replaces an existing item (an update), `delete` removes it (``content.deleted``)
 the ``k`` most similar items by cosine — for unit vectors the inner product — best first, as
 `Hit`s, restricted by an optional `Filter`. A `Filter` is plain data, not a callback, so a server
 can evaluate it where the vectors are (SQL ``WHERE`` in pgvector) instead of in Python.
-`persist`/`load` write and read a snapshot; a server index is durable by itself and treats them as
+`clear` empties it (an embedded index before a rebuild); `persist`/`load` write and read a
+snapshot; a server index is durable by itself and treats them as
 no-ops. The embedded implementations are `stream.similarity.exact.ExactIndex` (the reference) and
 `stream.similarity.ann.UsearchIndex` (the default); `stream.similarity.pgvector.PgVectorIndex` is
 the server one. `stream.similarity.kinds` is the registry that picks one from the settings.
@@ -91,6 +92,8 @@ class VectorIndex(Protocol):
     def persist(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
+
+    def clear(self) -> None: ...
 
     def close(self) -> None: ...
 

@@ -9,6 +9,12 @@
   ``window-aggregates``, and sends each window as it closes.
 * ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
   only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
+* ``index`` reads the compacted ``content.embeddings.v1`` (written by ``enrich``: each item's
+  vector, a tombstone per deletion) in micro-batches, queries and updates the similarity index
+  with `stream.similarity.signals.index_batch` in a worker thread, and sends
+  ``content.similar.v1``. An embedded index is rebuilt per partition from the topic itself: at
+  the first record of a partition, everything before that offset is applied first
+  (`stream.similarity.rebuild`), the way a table recovers from its changelog.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ import orjson
 import structlog
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
-from stream.core.outputs import Record, WindowRecord
+from stream.core.outputs import EmbeddingRecord, Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
+from stream.similarity.index import VectorIndex
+from stream.similarity.kinds import EMBEDDED_KINDS, open_index
+from stream.similarity.rebuild import rebuild
+from stream.similarity.signals import index_batch
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
 from stream.worker.logs import log_batch
@@ -52,6 +62,8 @@ class SignalsApp:
     aggregator: WindowAggregator
     eval_aggregator: WindowAggregator
     sink: Sink
+    index_stage: Any = None
+    index: VectorIndex | None = None
 
 
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
@@ -80,6 +92,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
             await send_all(sink, names.enriched, output.enriched)
             await send_all(sink, names.dlq, output.dead_letters)
             await send_all(sink, names.shadow, output.shadow)
+            await send_all(sink, names.embeddings, output.embeddings)
             log_batch(messages, output.signals, output.dead_letters)
 
     @app.agent(topics[names.enriched])
@@ -97,7 +110,66 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
             await send_closed(sink, names.model_eval, "task", closed, "model_eval_window_closed",
                               "agreement_rate")
 
-    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink)
+    index = open_index(settings)
+    index_stage = similarity_agent(app, topics[names.embeddings], settings, index, sink)
+    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
+                      index_stage, index)
+
+
+def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: VectorIndex,
+                     sink: Sink) -> Any:
+    """The index stage: embeddings in, near-duplicate and related-content signals out.
+
+    An embedded index holds the partitions of ``content.embeddings.v1`` this worker is assigned:
+    at each assignment it is cleared and rebuilt from them in the background, and the agent
+    waits for that before its next batch (records read twice — rebuilt, then consumed — are
+    idempotent upserts). A pgvector index is shared and durable: nothing to rebuild."""
+    ready = asyncio.Event()
+    ready.set()
+    embedded = settings.similarity_index in EMBEDDED_KINDS
+    name = settings.topics.embeddings
+
+    rebuilds: set[asyncio.Task[None]] = set()   # referenced until done
+
+    async def on_assigned(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
+        partitions = {tp.partition for tp in args[0] if tp.topic == name}
+        ready.clear()
+
+        async def run() -> None:
+            try:
+                index.clear()
+                if partitions:
+                    await asyncio.to_thread(rebuild, index, settings, partitions)
+            except Exception as exc:   # never answer from a partial index: stop the worker
+                log.error("similarity_index_rebuild_failed", error=repr(exc))
+                await app.crash(exc)
+                raise
+            ready.set()
+        task = asyncio.create_task(run())
+        rebuilds.add(task)
+        task.add_done_callback(rebuilds.discard)
+
+    if embedded:
+        app.on_partitions_assigned.connect(on_assigned)
+
+    @app.agent(topic, name="index")
+    async def index_stage(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max_size,
+                                              within=settings.batch_max_wait_s):
+            await ready.wait()
+            records = [EmbeddingRecord.from_message(e.message.key, e.message.value)
+                       for e in batch]
+            similar = await asyncio.to_thread(
+                index_batch, index, records, threshold=settings.near_duplicate_threshold,
+                related_k=settings.related_k)
+            await send_all(sink, settings.topics.similar, similar)
+            for record in similar:
+                if record.near_duplicate is not None and record.near_duplicate.flagged:
+                    log.info("near_duplicate", content_id=record.content_id,
+                             of=record.near_duplicate.content_id,
+                             cosine=record.near_duplicate.cosine)
+
+    return index_stage
 
 
 def window_table(app: faust.App, name: str, settings: Settings) -> Any:

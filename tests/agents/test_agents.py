@@ -95,3 +95,50 @@ def test_aggregate_folds_into_the_table_and_emits_closed_windows(
     assert [(w["window"]["start_ms"], w["count"]) for w in tumbling] == [(1_767_607_200_000, 7)]
     assert sum(w["count"] for w in windows if w["window"]["kind"] == "hopping") == 7 * 5
     assert all(r.key == group.encode() for r in sink.records[topics.windows])
+
+
+def test_index_agent_flags_a_repost_and_forgets_a_deleted_item(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    """Embedding records in (as enrich writes them), similarity signals out; a tombstone deletes."""
+    from stream.core.outputs import EmbeddingRecord, serialise
+
+    signals_app, sink = make_app(settings, pipeline)
+    topics = settings.topics
+    texts = ["The history of the Roman empire, episode one: Augustus",
+             "Ten minute morning yoga for beginners",
+             "the history of the roman empire - episode one: augustus #podcast"]
+    vectors = pipeline.enricher.encoder.encode(texts)
+
+    def record(i: int, content_id: str, vector: Any) -> Any:
+        return serialise(EmbeddingRecord(f"e-{i}", content_id, "episode", 1_000 * i,
+                                         "minilm", vector))
+
+    first = [record(0, "ep-1", vectors[0]), record(1, "ep-2", vectors[1]),
+             record(2, "ep-3", vectors[2])]
+    later = [serialise(EmbeddingRecord("e-9", "ep-1", "", 0, "", None)),   # tombstone
+             record(3, "ep-4", vectors[2])]
+
+    async def scenario() -> None:
+        async with signals_app.index_stage.test_context() as agent:
+            for out in first:
+                await agent.put(value=out.value, key=out.key, partition=0, wait=False)
+            await wait_until(lambda: len(sink.records[topics.similar]) == 3)
+            for out in later:
+                await agent.put(value=out.value, key=out.key, partition=0, wait=False)
+            await wait_until(lambda: len(sink.records[topics.similar]) == 4)
+
+    asyncio.run(scenario())
+    similar = [orjson.loads(r.value) for r in sink.records[topics.similar]]
+    assert [r.key for r in sink.records[topics.similar]] == [b"ep-1", b"ep-2", b"ep-3", b"ep-4"]
+    by_id = {s["content_id"]: s for s in similar}
+    assert by_id["ep-1"]["near_duplicate"] is None
+    repost = by_id["ep-3"]
+    assert repost["near_duplicate"]["content_id"] == "ep-1"
+    assert repost["flags"] == ["near_duplicate"]
+    assert repost["related"][0]["content_id"] == "ep-1"
+    assert by_id["ep-2"]["flags"] == []
+    # ep-1 was deleted: the next copy points to ep-3 (the other copy), never to ep-1
+    assert by_id["ep-4"]["near_duplicate"]["content_id"] == "ep-3"
+    assert all(r["content_id"] != "ep-1" for r in by_id["ep-4"]["related"])
+    assert signals_app.index is not None and len(signals_app.index) == 3

@@ -40,7 +40,7 @@ GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
-                 TOPICS.model_eval)
+                 TOPICS.model_eval, TOPICS.embeddings, TOPICS.similar)
 CHALLENGERS = "sentiment=sentiment-minilm-mlp-v1,language=langid-charngram-v1"
 RUN_ID = "replay-0123456789abcdef"
 
@@ -291,6 +291,26 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
     assert_valid(TOPICS.dlq, letters)
     assert_valid(TOPICS.dlq, values([dead_letter(message, Rejection(
         RejectReason.PROCESSING, "RuntimeError: boom"))]))        # no pipeline given
+
+
+def test_embedding_records_and_similar_signals_match_the_schemas(live: BatchOutput) -> None:
+    """The enrich agent's compacted log and the index agent's signals, from the real records."""
+    from stream.core.outputs import EmbeddingRecord
+    from stream.similarity.exact import ExactIndex
+    from stream.similarity.signals import index_batch
+
+    vectors = [r for r in live.embeddings if not r.is_tombstone]
+    assert_valid(TOPICS.embeddings, values(vectors))
+    tombstones = [r for r in live.embeddings if r.is_tombstone]
+    assert tombstones and all(serialise(r).value is None for r in tombstones)
+    back = [EmbeddingRecord.from_message(r.key, serialise(r).value) for r in live.embeddings]
+    assert [(r.content_id, r.is_tombstone) for r in back] == [
+        (r.content_id, r.is_tombstone) for r in live.embeddings]
+    similar = index_batch(ExactIndex(), back, threshold=0.9, related_k=3)
+    records = values(similar)
+    assert_valid(TOPICS.similar, records)
+    assert any(r["related"] for r in records) and any(r["near_duplicate"] for r in records)
+    assert records[0]["near_duplicate"] is None     # the first item has nothing before it
 
 
 def test_shadow_records_match_the_schema(live: BatchOutput) -> None:

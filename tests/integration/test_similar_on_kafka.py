@@ -1,0 +1,100 @@
+"""Near-duplicates end to end on a real broker: a worker process, events in, content.similar.v1
+out; a second worker rebuilds its index from the compacted content.embeddings.v1 and still
+finds the original; a deleted item stops being found."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from stream.connectors.kafka import admin_client, ensure_topics, produce
+from stream.core.topics import Topics
+from stream.settings import Settings
+from tests.integration.helpers import collect, running_worker, values
+from tests.schemas import assert_valid
+
+pytestmark = pytest.mark.integration
+
+ORIGINAL = ("The Quantum Ledger, episode 12: how zero-knowledge proofs keep a blockchain "
+            "private")
+
+
+def episode(i: int, content_id: str, minute: int, title: str, **extra: Any) -> tuple[bytes, bytes]:
+    data = {"event_id": f"sim-{i}", "event_type": "content.published", "content_id": content_id,
+            "content_type": "episode", "event_time": f"2026-01-05T10:{minute:02d}:00Z",
+            "title": title, "market": "US", **extra}
+    return content_id.encode(), orjson.dumps(data)
+
+
+@pytest.fixture
+def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
+        app_id=f"signals-sim-{run}", topic_prefix=f"sim-{run}.", partitions=2,
+        worker_data_dir=tmp_path / "worker", batch_max_size=8, batch_max_wait_s=0.2,
+        model_threads=1, log_format="json")
+
+
+def similar_for(settings: Settings, count: int, worker: Any, log: Path) -> list[dict[str, Any]]:
+    topic = settings.topics.similar
+    seen = collect(settings, [topic], until=lambda s: len(s[topic]) >= count, timeout_s=120,
+                   worker=worker, worker_log=log)
+    records = values(seen[topic])
+    assert len(records) >= count, f"{len(records)} of {count} similarity records"
+    return records
+
+
+def test_a_reposted_item_is_a_near_duplicate_even_after_a_restart(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    ensure_topics(it_settings)
+    admin = admin_client(it_settings)
+    try:   # the durable log of the index keeps the latest record per item
+        name, configs = it_settings.topics.embeddings, {}
+        deadline = time.monotonic() + 20
+        while not configs and time.monotonic() < deadline:   # a new topic's configs lag
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)],
+                                             config_filter="all")["topic"][name]
+            time.sleep(0.2)
+        assert configs["cleanup.policy"]["value"] == "compact"
+    finally:
+        admin.close()
+    first = [episode(1, "ep-original", 0, ORIGINAL),
+             episode(2, "ep-other", 1, "Ten-minute morning yoga for complete beginners"),
+             episode(3, "ep-repost", 2, "the quantum ledger ep 12: how zero knowledge proofs "
+                                        "keep a blockchain private #crypto")]
+    log = tmp_path / "worker-1.log"
+    with running_worker(it_settings, log) as worker:
+        produce(it_settings, it_settings.topics.events, first)
+        records = similar_for(it_settings, 3, worker, log)
+    assert len(records) == 3
+    assert_valid(Topics().similar, records)
+    by_id = {r["content_id"]: r for r in records}
+    repost = by_id["ep-repost"]
+    assert repost["near_duplicate"]["content_id"] == "ep-original"
+    assert repost["flags"] == ["near_duplicate"] and repost["index"] == "usearch"
+    assert by_id["ep-other"]["flags"] == []
+
+    # A new worker (the index lives in memory: it starts empty) rebuilds from the compacted
+    # topic: a second copy finds the original, whose records the first worker had committed.
+    # The original is deleted first: the copy must then point to the other copy instead.
+    second = [(b"ep-original", orjson.dumps({
+                  "event_id": "sim-4", "event_type": "content.deleted",
+                  "content_id": "ep-original", "content_type": "episode",
+                  "event_time": "2026-01-05T10:03:00Z"})),
+              episode(5, "ep-repost-2", 4, ORIGINAL + "!!")]
+    log = tmp_path / "worker-2.log"
+    with running_worker(it_settings, log) as worker:
+        produce(it_settings, it_settings.topics.events, second)
+        records = similar_for(it_settings, 4, worker, log)
+    copy = next(r for r in records if r["content_id"] == "ep-repost-2")
+    assert copy["near_duplicate"]["content_id"] == "ep-repost"
+    assert copy["flags"] == ["near_duplicate"]
+    assert all(r["content_id"] != "ep-original" for r in copy["related"])
+    assert "similarity_index_rebuilt" in log.read_text()
