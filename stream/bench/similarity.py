@@ -56,6 +56,8 @@ def candidates() -> list[Candidate]:
     try:
         from usearch.index import Index
 
+        import stream.similarity.ann  # noqa: F401 -- loads onnxruntime first (see its docstring)
+
         def usearch_build(dtype: str) -> Callable[[int, int], Any]:
             return lambda dim, _capacity: Index(
                 ndim=dim, metric="ip", dtype=dtype, connectivity=CONNECTIVITY,

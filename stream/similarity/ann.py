@@ -17,6 +17,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+# ONNX Runtime must be loaded before usearch: the other order (usearch 2.26, onnxruntime 1.2x)
+# crashes the process with a segmentation fault inside onnxruntime's extension module, in
+# any process that later loads the models (the worker, `signals similar`). Kept here so no
+# import order elsewhere can trigger it; tests/unit/test_similarity_index.py checks it.
+import onnxruntime  # noqa: F401
 from usearch.index import Index
 
 from stream.similarity.index import DIM, Filter, Hit, ItemInfo, as_vector, top_hits

@@ -5,6 +5,8 @@ Only results are asserted (which items come back, their cosines), never how long
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,18 @@ def test_any_sequence_of_upserts_and_deletes_matches_exact(
         assert [h.content_id for h in got] == [h.content_id for h in want] or (
             [round(h.cosine, 2) for h in got] == [round(h.cosine, 2) for h in want])
     assert len(ann) == len(exact)
+
+
+def test_loading_the_index_first_does_not_crash_the_models() -> None:
+    """usearch loaded before onnxruntime segfaults onnxruntime's import (README "Similar
+    content"); `stream.similarity.ann` loads onnxruntime first, in a fresh process here."""
+    code = ("import stream.similarity.ann\nfrom stream.core.builder import build_pipeline\n"
+            "from stream.settings import Settings\n"
+            "print(build_pipeline(Settings.load({})).enricher.encoder.encode(['hi']).shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(1, 384)" in done.stdout
 
 
 def test_as_vector_checks_the_dimension_and_normalises() -> None:
