@@ -28,7 +28,7 @@ _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_FORMATS = ("json", "console")
 _INDEX_KINDS = ("usearch", "exact", "pgvector")   # the registry: stream.similarity.kinds
-NEAR_DUPLICATE_THRESHOLD = 0.9
+NEAR_DUPLICATE_THRESHOLD = 0.8   # stream/similarity/calibration.json (signals similar --calibrate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,13 +127,12 @@ def run_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         "encoder": encoder.version, "encoder_bucket_size": settings.encoder_bucket_size,
         "command": f"signals similar --calibrate --per-file {args.per_file} "
                    f"--originals {args.originals} --seed {args.seed}",
-        "git_commit": _git_commit(), "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "shipped_threshold": settings.near_duplicate_threshold}
+        "git_commit": _git_commit(), "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     held = result["held_out"]
-    print(f"near-duplicate threshold {result['threshold']:.2f} (precision >= "
-          f"{result['target_precision']} on the calibration half); held out: precision "
-          f"{held['precision']:.3f}, recall {held['recall']:.3f} over "
-          f"{result['pairs']['held_out']} pairs")
+    print(f"near-duplicate threshold {result['threshold']:.2f} (flags at most "
+          f"{result['target_false_flag_rate']:.0%} of hard negatives on the calibration half); "
+          f"held out: precision {held['precision']:.3f}, recall {held['recall']:.3f}, false "
+          f"flags {held['false_flag_rate']:.3f} over {result['pairs']['held_out']} pairs")
     for edit, row in result["held_out_by_edit"].items():
         rate = row.get("recall", row.get("flagged_rate"))
         name = "recall" if "recall" in row else "flagged"
