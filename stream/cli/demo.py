@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from stream.connectors.broker import LocalBroker
@@ -34,9 +33,9 @@ class Demo:
     port: int
     timeout_s: float
     keep_broker: bool = False
-    seen: dict[str, int] = field(default_factory=lambda: {"signals": 0, "dlq": 0, "windows": 0})
+    seen: dict[str, int] = field(default_factory=lambda: {"signals": 0, "dlq": 0, "windows": 0,
+                                                          "near_duplicates": 0})
     titles: dict[str, str] = field(default_factory=dict)
-    _vectors: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
     def run(self) -> int:
         broker = LocalBroker(data_dir=DEMO_DIR / "broker", port=self.port,
@@ -56,7 +55,8 @@ class Demo:
             worker = start_worker(settings)
             step(f"producing {len(lines)} events from {self.events.name}")
             produce(settings, settings.topics.events, lines)
-            step("reading content.signals.v1, content.events.dlq.v1 and signals.windows.v1")
+            step("reading content.signals.v1, content.events.dlq.v1, signals.windows.v1 and "
+                 "content.similar.v1")
             self.watch(settings, expected=len(lines))
         finally:
             if worker is not None:
@@ -67,7 +67,7 @@ class Demo:
 
     def watch(self, settings: Settings, expected: int) -> None:
         topics = settings.topics
-        client = consumer(settings, topics.signals, topics.dlq, topics.windows)
+        client = consumer(settings, topics.signals, topics.dlq, topics.windows, topics.similar)
         deadline = time.monotonic() + self.timeout_s
         quiet_until: float | None = None
         try:
@@ -86,7 +86,12 @@ class Demo:
     def show(self, topic: str, value: dict[str, Any], topics: Any) -> None:
         if topic == topics.signals:
             self.seen["signals"] += 1
-            print(format_signal(value, self.titles, self.nearest(value)))
+            print(format_signal(value, self.titles))
+        elif topic == topics.similar:
+            line = format_similar(value, self.titles)
+            if line:
+                self.seen["near_duplicates"] += bool(value["flags"])
+                print(line)
         elif topic == topics.dlq:
             self.seen["dlq"] += 1
             error, source = value["error"], value["source"]
@@ -100,21 +105,12 @@ class Demo:
                       f"{value['group']:<36} count={value['count']} "
                       f"flag_rates={value['flag_rates'] or '{}'}")
 
-    def nearest(self, value: dict[str, Any]) -> tuple[str, float] | None:
-        """The most similar earlier item by cosine of the embeddings (they are unit vectors)."""
-        embedding = value.get("embedding")
-        if not embedding:
-            return None
-        vector = np.asarray(embedding["values"], dtype=np.float32)
-        best = max(((eid, float(vector @ other)) for eid, other in self._vectors),
-                   key=lambda pair: pair[1], default=None)
-        self._vectors.append((value["event_id"], vector))
-        return None if best is None else (self.titles.get(best[0], best[0]), best[1])
-
     def summary(self, expected: int) -> int:
         total = self.seen["signals"] + self.seen["dlq"]
         step(f"{self.seen['signals']} signals + {self.seen['dlq']} dead letters = {total} of "
-             f"{expected} events; {self.seen['windows']} closed windows")
+             f"{expected} events; {self.seen['windows']} closed windows; "
+             f"{self.seen['near_duplicates']} near-duplicates (embedded usearch index; "
+             "`signals db start` and SIGNALS_SIMILARITY_INDEX=pgvector move it to PostgreSQL)")
         return 0 if total == expected else 1
 
 
@@ -134,19 +130,29 @@ def sample_titles(lines: Any) -> dict[str, str]:
 SHOWN_TASKS = ("language", "topic", "sentiment", "emotion", "safety", "spam")
 
 
-def format_signal(value: dict[str, Any], titles: dict[str, str],
-                  nearest: tuple[str, float] | None) -> str:
+def format_signal(value: dict[str, Any], titles: dict[str, str]) -> str:
     """One line per signal: each model's label and score (``?`` = unreliable, non-English)."""
     signals = value["signals"]
     parts = [f"{task}={s['label']}{'' if s.get('reliable', True) else '?'} {s['score']:.2f}"
              for task in SHOWN_TASKS if (s := signals.get(task))]
     if value["flags"]:
         parts.append("FLAGS " + ",".join(value["flags"]))
-    if nearest:
-        parts.append(f"closest so far: {nearest[0]!r} (cos {nearest[1]:.2f})")
     title = titles.get(value["event_id"], "")
     return (f"  SIGNAL  {value['content_type']:<9} {value['content_id']:<8} {title!r:<42} "
             f"{' · '.join(parts) or 'deleted: no text, no models'}")
+
+
+def format_similar(value: dict[str, Any], titles: dict[str, str]) -> str | None:
+    """A line for a flagged near-duplicate, and for a show's related items; None otherwise."""
+    duplicate, related = value["near_duplicate"], value["related"]
+    if duplicate and duplicate["flagged"]:
+        return (f"  NEARDUP {value['content_type']:<9} {value['content_id']:<8} "
+                f"{titles.get(value['event_id'], '')!r:<42} copy of {duplicate['content_id']} "
+                f"{titles.get(duplicate['event_id'], '')!r} (cos {duplicate['cosine']:.2f})")
+    if value["content_type"] == "show" and related:
+        near = ", ".join(f"{r['content_id']} {r['cosine']:.2f}" for r in related[:3])
+        return f"  RELATED show      {value['content_id']:<8} {near}"
+    return None
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:

@@ -70,6 +70,9 @@ def run_similar(args: argparse.Namespace, settings: Settings) -> int:
 
     from stream.similarity.index import Filter
     from stream.similarity.kinds import EMBEDDED_KINDS, open_index
+    from stream.worker.logs import configure_logging
+
+    configure_logging(settings)   # logs to stderr: stdout carries only the answer
 
     index = open_index(settings)
     try:

@@ -4,6 +4,8 @@ finds the original; a deleted item stops being found."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +18,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from stream.connectors.kafka import admin_client, ensure_topics, produce
 from stream.core.topics import Topics
 from stream.settings import Settings
-from tests.integration.helpers import collect, running_worker, values
+from tests.integration.helpers import collect, running_worker, settings_env, values
 from tests.schemas import assert_valid
 
 pytestmark = pytest.mark.integration
@@ -98,3 +100,32 @@ def test_a_reposted_item_is_a_near_duplicate_even_after_a_restart(
     assert copy["flags"] == ["near_duplicate"]
     assert all(r["content_id"] != "ep-original" for r in copy["related"])
     assert "similarity_index_rebuilt" in log.read_text()
+
+
+def test_the_query_command_rebuilds_from_the_topic(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    ensure_topics(it_settings)
+    events = [episode(1, "ep-a", 0, ORIGINAL),
+              episode(2, "ep-b", 1, "Ten-minute morning yoga for complete beginners"),
+              episode(3, "ep-c", 2, "Sourdough starter troubleshooting for home bakers"),
+              (b"ep-c", orjson.dumps({"event_id": "sim-9", "event_type": "content.deleted",
+                                      "content_id": "ep-c", "content_type": "episode",
+                                      "event_time": "2026-01-05T10:05:00Z"}))]
+    log = tmp_path / "worker.log"
+    with running_worker(it_settings, log) as worker:
+        produce(it_settings, it_settings.topics.events, events)
+        similar_for(it_settings, 3, worker, log)
+    def similar(*args: str) -> str:   # the command as a user runs it (its own process)
+        done = subprocess.run([sys.executable, "-m", "stream.cli", "similar", *args],
+                              env=settings_env(it_settings), capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    out = similar("zero-knowledge proofs on a blockchain", "--k", "5", "--json")
+    hits = [orjson.loads(line) for line in out.splitlines()]
+    assert [h["content_id"] for h in hits] == ["ep-a", "ep-b"]     # ep-c was deleted
+    assert hits[0]["cosine"] > hits[1]["cosine"]
+    out = similar("ep-a", "--k", "5")
+    assert "query by content id" in out and "ep-b" in out and " ep-a " not in out
