@@ -291,6 +291,9 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
     assert_valid(TOPICS.dlq, letters)
     assert_valid(TOPICS.dlq, values([dead_letter(message, Rejection(
         RejectReason.PROCESSING, "RuntimeError: boom"))]))        # no pipeline given
+    huge = RawMessage(b"z" * (3 * 1024 * 1024), Position(TOPICS.events, 0, 9))
+    assert_valid(TOPICS.dlq, values([dead_letter(huge, Rejection(RejectReason.TOO_LARGE, "big"),
+                                                 pipeline)]))    # described, not copied
 
 
 def test_shadow_records_match_the_schema(live: BatchOutput) -> None:

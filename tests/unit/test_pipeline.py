@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pytest
 
+from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
 from stream.core.enrich import Enricher, Enrichment
-from stream.core.outputs import DLQ_UTF8_MAX_BYTES, Record, serialise
+from stream.core.outputs import (
+    DLQ_HEAD_BYTES,
+    DLQ_ORIGINAL_MAX_BYTES,
+    DLQ_UTF8_MAX_BYTES,
+    Record,
+    serialise,
+)
 from stream.core.pipeline import Pipeline, dead_letter, process_batch
 from stream.core.records import ContentEvent, Position, RawMessage
 from stream.errors import Rejection, RejectReason
@@ -110,3 +118,30 @@ def test_a_dead_letter_keeps_the_bytes_whole_and_a_readable_copy_when_small(
     letter = wire(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
     assert base64.b64decode(letter["original"]["value_b64"]) == value
     assert letter["original"]["value_utf8"] == readable
+
+
+@pytest.mark.parametrize("size", [DLQ_ORIGINAL_MAX_BYTES + 1, 24 * 1024 * 1024])
+def test_an_original_too_large_to_copy_leaves_a_dead_letter_that_fits_and_finds_it(
+        size: int) -> None:
+    """A dead letter must always be writable (else the enrich agent would fail on the same
+    offset forever): above 2 MiB it carries size, sha256, first bytes and the source position."""
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    message = RawMessage(value=value, position=Position("content.events.v1", 3, 77), key=b"k")
+    out = serialise(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
+    assert len(out.value) < DLQ_MAX_MESSAGE_BYTES // 2
+    letter = orjson.loads(out.value)
+    assert letter["original"]["value_b64"] is None and letter["original"]["value_utf8"] is None
+    oversized = letter["original"]["oversized"]
+    assert oversized["size_bytes"] == size
+    assert oversized["sha256"] == hashlib.sha256(value).hexdigest()
+    assert base64.b64decode(oversized["head_b64"]) == value[:DLQ_HEAD_BYTES]
+    assert (letter["source"]["partition"], letter["source"]["offset"]) == (3, 77)
+    assert out.key == b"k"
+
+
+def test_an_original_of_exactly_the_limit_is_still_copied_whole() -> None:
+    value = b"y" * DLQ_ORIGINAL_MAX_BYTES
+    letter = wire(dead_letter(RawMessage(value, Position("t", 0, 0)),
+                              Rejection(RejectReason.TOO_LARGE, "big")))
+    assert base64.b64decode(letter["original"]["value_b64"]) == value
+    assert "oversized" not in letter["original"]
