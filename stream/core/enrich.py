@@ -16,9 +16,11 @@ per batch either way), but when the language model is confident the text is not 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +38,22 @@ NON_ENGLISH_CONFIDENCE = 0.6
 # show titles came out non-English at 0.6 (MODELS.md). Below this length ask for near-certainty.
 SHORT_TEXT_CHARS = 40
 SHORT_TEXT_CONFIDENCE = 0.99
+
+# Seconds each model spent on a batch, by (task, version): plain data the shell turns into metrics.
+ModelTimings = MutableMapping[tuple[str, str], float]
+R = TypeVar("R")
+
+
+def timed(timings: ModelTimings | None, task: str, version: str, call: Callable[[], R]) -> R:
+    """``call()``, adding its wall time to ``timings[(task, version)]`` when timings are kept."""
+    if timings is None:
+        return call()
+    started = time.perf_counter()
+    try:
+        return call()
+    finally:
+        key = (task, version)
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +96,23 @@ class Enricher:
         result |= {head.task: head.version for head in self.heads}
         return result
 
-    def enrich(self, events: Sequence[ContentEvent]) -> list[Enrichment]:
+    def enrich(self, events: Sequence[ContentEvent],
+               timings: ModelTimings | None = None) -> list[Enrichment]:
+        """Every model over the batch; with `timings`, each model's wall time is added to it."""
         with_text = [i for i, e in enumerate(events) if e.has_text]
         texts = [events[i].model_text for i in with_text]
-        embeddings = self.encoder.encode(texts)
+        encoder = self.encoder
+        embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
         per_item: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
-        if self.language is not None:
-            for signals, lang in zip(per_item, self.language.predict(texts), strict=True):
+        language = self.language
+        if language is not None:
+            predicted = timed(timings, LANGUAGE_TASK, language.version,
+                              partial(language.predict, texts))
+            for signals, lang in zip(per_item, predicted, strict=True):
                 signals[LANGUAGE_TASK] = lang
         types = [events[i].content_type for i in with_text]
-        self._run_heads(per_item, embeddings, types, texts)
-        shadows = self._run_challengers(embeddings, types, texts)
+        self._run_heads(per_item, embeddings, types, texts, timings)
+        shadows = self._run_challengers(embeddings, types, texts, timings)
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
             result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],
@@ -96,26 +120,30 @@ class Enricher:
         return result
 
     def _run_heads(self, per_item: list[dict[str, dict[str, Any]]], embeddings: np.ndarray,
-                   types: list[str], texts: list[str]) -> None:
+                   types: list[str], texts: list[str], timings: ModelTimings | None) -> None:
         """Each head once, on the rows of the content types it applies to."""
         english = [is_english(signals, len(text))
                    for signals, text in zip(per_item, texts, strict=True)]
         for head in self.heads:
             rows = [r for r, t in enumerate(types) if t in head.head.applies_to]
-            for r, signal in zip(rows, head.predict(embeddings[rows]), strict=True):
+            predicted = timed(timings, head.task, head.version,
+                              partial(head.predict, embeddings[rows]))
+            for r, signal in zip(rows, predicted, strict=True):
                 if head.head.english_only and not english[r]:
                     signal = {**signal, "reliable": False, "flagged": []}
                 per_item[r][head.task] = signal
 
-    def _run_challengers(self, embeddings: np.ndarray, types: list[str],
-                         texts: list[str]) -> list[dict[str, dict[str, Any]]]:
+    def _run_challengers(self, embeddings: np.ndarray, types: list[str], texts: list[str],
+                         timings: ModelTimings | None) -> list[dict[str, dict[str, Any]]]:
         shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         for challenger in self.challengers:
             if isinstance(challenger, LanguageModel):
-                rows, predictions = list(range(len(texts))), challenger.predict(texts)
+                rows = list(range(len(texts)))
+                call: Callable[[], list[dict[str, Any]]] = partial(challenger.predict, texts)
             else:
                 rows = [r for r, t in enumerate(types) if t in challenger.head.applies_to]
-                predictions = challenger.predict(embeddings[rows])
+                call = partial(challenger.predict, embeddings[rows])
+            predictions = timed(timings, challenger.task, challenger.version, call)
             for r, signal in zip(rows, predictions, strict=True):
                 shadows[r][challenger.task] = signal
         return shadows
