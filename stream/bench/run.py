@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +44,7 @@ import onnxruntime
 import orjson
 import tokenizers
 
+from stream.buildinfo import git_commit
 from stream.core.batching import MicroBatcher, length_buckets
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import ContentEvent, RawMessage
@@ -326,15 +326,6 @@ def environment(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
             "manifest": str(settings.manifest_path), "models": pipeline.enricher.versions,
             "git_commit": git_commit(),
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def peak_rss_mib() -> float:
