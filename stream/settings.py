@@ -63,6 +63,14 @@ class Settings:
     model_eval_window_s: int = 300
     worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
     web_port: int = 6066
+    # /metrics, /healthz, /readyz of the worker; 0 = no HTTP server (9100 is node_exporter's)
+    metrics_port: int = 9180
+    metrics_host: str = "0.0.0.0"
+    # consumer group liveness: a worker that sends no heartbeat for session_timeout_s is presumed
+    # dead and its partitions move (the takeover time after a crash); Kafka bounds it by the
+    # broker's group.min/max.session.timeout.ms (6 s .. 30 min by default)
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -125,6 +133,15 @@ class Settings:
                  f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
         _require(self.connect_timeout_s > 0,
                  f"connect_timeout_s={self.connect_timeout_s}; must be > 0")
+        _require(0 <= self.metrics_port <= 65535,
+                 f"metrics_port={self.metrics_port}; use a TCP port 1-65535, or 0 for no "
+                 "metrics/health server")
+        _require(self.session_timeout_s > 0 and self.heartbeat_interval_s > 0,
+                 f"session_timeout_s={self.session_timeout_s}, heartbeat_interval_s="
+                 f"{self.heartbeat_interval_s}; both must be > 0")
+        _require(self.heartbeat_interval_s < self.session_timeout_s,
+                 f"heartbeat_interval_s={self.heartbeat_interval_s} must be below "
+                 f"session_timeout_s={self.session_timeout_s} (Kafka advises at most a third)")
         _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
         _require(self.hopping_window_s % self.hopping_step_s == 0,
                  f"hopping_window_s={self.hopping_window_s} is not a multiple of "

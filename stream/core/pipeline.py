@@ -8,6 +8,7 @@ Kafka. Every input message yields exactly one signal record or one dead letter.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +32,23 @@ log = structlog.get_logger("stream.core.pipeline")
 
 
 @dataclass(slots=True)
+class BatchStats:
+    """What the operator counts about one batch, as plain data (the worker turns it into metrics,
+    the core knows nothing of Prometheus)."""
+
+    model_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, version)
+    labels: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (task, version, label)
+    flags: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # by error class
+
+
+@dataclass(slots=True)
 class BatchOutput:
     signals: list[SignalRecord] = field(default_factory=list)
     enriched: list[EnrichedRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     shadow: list[ShadowRecord] = field(default_factory=list)  # champion vs challenger, by task
+    stats: BatchStats = field(default_factory=BatchStats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
         checked = pipeline.validate(message.value)
         if isinstance(checked, Rejection):
             output.dead_letters.append(dead_letter(message, checked, pipeline))
+            output.stats.dead_letters[checked.reason.value] += 1
         else:
             events.append((message, checked))
     enriched_events = enrich_isolating_failures(pipeline, events, output)
@@ -65,7 +79,9 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     for message, event, enrichment in enriched_events:
         processing = (processing_info(message, now_ms, elapsed_ms)
                       if pipeline.include_processing else None)
-        output.signals.append(signal_record(pipeline, message, event, enrichment, processing))
+        signal = signal_record(pipeline, message, event, enrichment, processing)
+        output.signals.append(signal)
+        count_predictions(output.stats, signal)
         if event.has_text:
             output.enriched.append(enriched_record(pipeline, event, enrichment))
         for task, challenger in enrichment.shadow.items():
@@ -84,9 +100,9 @@ def enrich_isolating_failures(
     goes to the DLQ (``processing_error``) instead of failing its batch mates. When every item
     fails on its own too, the fault is not in the data (e.g. a broken model): re-raise, so the
     worker stops before committing offsets and nothing is lost."""
-    enricher = pipeline.enricher
+    enricher, timings = pipeline.enricher, output.stats.model_seconds
     try:
-        enrichments = enricher.enrich([event for _, event in events])
+        enrichments = enricher.enrich([event for _, event in events], timings)
         return [(m, e, x) for (m, e), x in zip(events, enrichments, strict=True)]
     except Exception as batch_error:
         log.warning("batch_enrichment_failed", error=repr(batch_error), size=len(events))
@@ -94,15 +110,22 @@ def enrich_isolating_failures(
         failed: list[DeadLetter] = []
         for message, event in events:
             try:
-                done.append((message, event, enricher.enrich([event])[0]))
+                done.append((message, event, enricher.enrich([event], timings)[0]))
             except Exception as item_error:
                 failed.append(dead_letter(message, Rejection(
                     RejectReason.PROCESSING, f"{type(item_error).__name__}: {item_error}"),
                     pipeline))
+                output.stats.dead_letters[RejectReason.PROCESSING.value] += 1
         if events and not done:
             raise
         output.dead_letters.extend(failed)
         return done
+
+
+def count_predictions(stats: BatchStats, record: SignalRecord) -> None:
+    for task, signal in record.signals.items():
+        stats.labels[(task, signal.model, signal.label)] += 1
+    stats.flags.update(record.flags)
 
 
 def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,

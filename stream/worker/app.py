@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +28,16 @@ from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
 from stream.core.outputs import Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import Topics
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
+from stream.worker import health as health_signals
+from stream.worker.health import Health
 from stream.worker.logs import log_batch
+from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
 
 log = structlog.get_logger("stream.worker.app")
@@ -43,7 +48,7 @@ EVAL_TABLE_NAME = "model-eval-windows"
 
 @dataclass
 class SignalsApp:
-    """The Faust app and the handles tests need (agents, aggregators, sink)."""
+    """The Faust app and the handles tests need (agents, aggregators, sink, metrics, health)."""
 
     app: faust.App
     enrich: Any
@@ -52,11 +57,15 @@ class SignalsApp:
     aggregator: WindowAggregator
     eval_aggregator: WindowAggregator
     sink: Sink
+    metrics: WorkerMetrics
+    health: Health
 
 
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
+    metrics, health = WorkerMetrics.create(), Health()
+    health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
     grace_ms = settings.window_grace_s * 1000
@@ -74,30 +83,46 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max_size,
                                               within=settings.batch_max_wait_s):
-            messages = [raw_message(event) for event in batch]
-            output = await asyncio.to_thread(process_batch, pipeline, messages)
-            await send_all(sink, names.signals, output.signals)
-            await send_all(sink, names.enriched, output.enriched)
-            await send_all(sink, names.dlq, output.dead_letters)
-            await send_all(sink, names.shadow, output.shadow)
-            log_batch(messages, output.signals, output.dead_letters)
+            await enrich_batch(pipeline, sink, names, metrics, batch)
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
+            late_before = aggregator.late_records
             closed = aggregator.update(record["group"], record, event.message.partition)
+            metrics.observe_windows("aggregate", closed, aggregator.late_records - late_before)
             await send_closed(sink, names.windows, "group", closed, "window_closed")
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
+            late_before = eval_aggregator.late_records
             closed = eval_aggregator.update(record["task"], record, event.message.partition)
+            metrics.observe_windows("model_eval", closed,
+                                    eval_aggregator.late_records - late_before)
             await send_closed(sink, names.model_eval, "task", closed, "model_eval_window_closed",
                               "agreement_rate")
 
-    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink)
+    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
+                      metrics, health)
+
+
+async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
+                       batch: Sequence[Any]) -> None:
+    """One micro-batch: the pure core in a thread, then every record to the producer, then the
+    log lines and metrics (so the counts are of records handed to the producer)."""
+    messages = [raw_message(event) for event in batch]
+    started = time.perf_counter()
+    output = await asyncio.to_thread(process_batch, pipeline, messages)
+    elapsed = time.perf_counter() - started
+    await send_all(sink, names.signals, output.signals)
+    await send_all(sink, names.enriched, output.enriched)
+    await send_all(sink, names.dlq, output.dead_letters)
+    await send_all(sink, names.shadow, output.shadow)
+    log_batch(messages, output.signals, output.dead_letters)
+    metrics.observe_batch(messages, output, elapsed)
 
 
 def window_table(app: faust.App, name: str, settings: Settings) -> Any:
@@ -152,6 +177,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
         "web_enabled": False, "web_port": settings.web_port,
         "producer_acks": -1, "table_standby_replicas": 0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.heartbeat_interval_s,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,   # dead letters of large inputs
     }
     credentials = faust_credentials(settings)
