@@ -73,7 +73,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
             record["processing"] = processing_info(message, now_ms, elapsed_ms)
         output.signals.append(OutRecord(event.content_id.encode(), dumps(record)))
         if event.has_text:
-            enriched = enriched_record(pipeline, event, enrichment)
+            enriched = enriched_record(pipeline, message, event, enrichment)
             output.enriched.append(OutRecord(enriched["group"].encode(), dumps(enriched)))
         for task, challenger in enrichment.shadow.items():
             champion = enrichment.signals.get(task)
@@ -133,9 +133,11 @@ def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
     return record
 
 
-def enriched_record(pipeline: Pipeline, event: ContentEvent,
+def enriched_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
                     enrichment: Enrichment) -> dict[str, Any]:
-    """The ``content.enriched.v1`` value: what the aggregation stage needs, keyed by its group."""
+    """The ``content.enriched.v1`` value: what the aggregation stage needs, keyed by its group.
+    ``source`` is the input position: the window folds skip a record whose source offset they
+    already folded (a batch re-sent after a crash), so the aggregates count each input once."""
     return {
         "event_id": event.event_id, "event_type": event.event_type,
         "content_id": event.content_id, "content_type": event.content_type,
@@ -144,6 +146,8 @@ def enriched_record(pipeline: Pipeline, event: ContentEvent,
         "group": aggregation_group(event, enrichment.signals),
         "signals": enrichment.signals, "flags": flags_for(enrichment.signals),
         "models": pipeline.enricher.versions,
+        "source": {"topic": message.position.topic, "partition": message.position.partition,
+                   "offset": message.position.offset},
     }
 
 
