@@ -59,7 +59,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     output = BatchOutput()
     events: list[tuple[RawMessage, ContentEvent]] = []
     for message in messages:
-        checked = pipeline.validate(message.value)
+        checked = pipeline.validate(message.value, message.timestamp_ms)
         if isinstance(checked, Rejection):
             output.dead_letters.append(dead_letter(message, checked, pipeline))
         else:
