@@ -57,12 +57,14 @@ class BrokerError(SignalsError):
 class RejectReason(StrEnum):
     """Why an input event went to the dead-letter topic (the DLQ record's ``error.class``)."""
 
+    TOMBSTONE = "tombstone"            # the message has no value (a null / compaction tombstone)
     TOO_LARGE = "too_large"            # the raw message exceeds max_event_bytes
     INVALID_UTF8 = "invalid_utf8"      # the bytes are not UTF-8
     INVALID_JSON = "invalid_json"      # not JSON, or not a JSON object
     MISSING_TEXT = "missing_text"      # no non-empty title, description or text
-    SCHEMA = "schema_violation"        # wrong type, missing/unknown field, text over its limit
+    SCHEMA = "schema_violation"        # wrong type, missing/unknown/duplicate field, text too long
     INVALID_TIME = "invalid_event_time"  # event_time is not a real ISO-8601 instant
+    TIME_RANGE = "event_time_out_of_range"  # too far after / before the message's timestamp
     PROCESSING = "processing_error"    # a model failed on this event alone (see pipeline)
 
 

@@ -54,6 +54,8 @@ class Settings:
     models_dir: Path = DATA_ROOT / "models_onnx"
     schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144
+    max_future_skew_s: float = 300.0  # event_time at most this far after the message's time
+    max_event_age_s: float = 30 * 86_400.0  # ... and at most this far before it (0 = no bound)
     include_embedding: bool = True
     tumbling_window_s: int = 60
     hopping_window_s: int = 300
@@ -142,6 +144,9 @@ class Settings:
         _require(self.heartbeat_interval_s < self.session_timeout_s,
                  f"heartbeat_interval_s={self.heartbeat_interval_s} must be below "
                  f"session_timeout_s={self.session_timeout_s} (Kafka advises at most a third)")
+        for name in ("max_future_skew_s", "max_event_age_s"):
+            _require(getattr(self, name) >= 0,
+                     f"{name}={getattr(self, name)}; must be >= 0 (0 switches the bound off)")
         _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
         _require(self.hopping_window_s % self.hopping_step_s == 0,
                  f"hopping_window_s={self.hopping_window_s} is not a multiple of "

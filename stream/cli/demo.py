@@ -47,8 +47,10 @@ class Demo:
         step("starting a fresh single-node Kafka (KRaft) from deploy/kafka/lib")
         broker.stop(clean=True)
         print("   ", broker.start())
+        # the demo's events are a fixed day of history, produced now: no age horizon for them
         settings = self.settings.replace(bootstrap_servers=broker.bootstrap,
-                                         worker_data_dir=DEMO_DIR / "worker", log_format="json")
+                                         worker_data_dir=DEMO_DIR / "worker", log_format="json",
+                                         max_event_age_s=0)
         worker: subprocess.Popen[bytes] | None = None
         try:
             ensure_topics(settings)

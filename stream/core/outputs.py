@@ -151,6 +151,7 @@ class EnrichedRecord:
     signals: Signals
     flags: tuple[str, ...]
     models: Mapping[str, str]
+    source: Position
 
     @property
     def key(self) -> bytes:
@@ -162,7 +163,7 @@ class EnrichedRecord:
                 "market": self.market, "creator_id": self.creator_id,
                 "event_time_ms": self.event_time_ms, "group": self.group,
                 "signals": signals_json(self.signals), "flags": list(self.flags),
-                "models": dict(self.models)}
+                "models": dict(self.models), "source": position_json(self.source)}
 
 
 @dataclass(frozen=True, slots=True)

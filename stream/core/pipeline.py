@@ -67,7 +67,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     output = BatchOutput()
     events: list[tuple[RawMessage, ContentEvent]] = []
     for message in messages:
-        checked = pipeline.validate(message.value)
+        checked = pipeline.validate(message.value, message.timestamp_ms)
         if isinstance(checked, Rejection):
             output.dead_letters.append(dead_letter(message, checked, pipeline))
             output.stats.dead_letters[checked.reason.value] += 1
@@ -83,7 +83,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
         output.signals.append(signal)
         count_predictions(output.stats, signal)
         if event.has_text:
-            output.enriched.append(enriched_record(pipeline, event, enrichment))
+            output.enriched.append(enriched_record(pipeline, message, event, enrichment))
         for task, challenger in enrichment.shadow.items():
             champion = enrichment.signals.get(task)
             if champion is not None:   # compared only where the champion ran too
@@ -143,15 +143,17 @@ def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
         replay_id=pipeline.run_id, processing=processing)
 
 
-def enriched_record(pipeline: Pipeline, event: ContentEvent,
+def enriched_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
                     enrichment: Enrichment) -> EnrichedRecord:
-    """The ``content.enriched.v1`` record: what the aggregation stage needs, keyed by its group."""
+    """The ``content.enriched.v1`` record: what the aggregation stage needs, keyed by its group.
+    ``source`` is the input position: the window folds skip a record whose source offset they
+    already folded (a batch re-sent after a crash), so the aggregates count each input once."""
     return EnrichedRecord(
         event_id=event.event_id, event_type=event.event_type, content_id=event.content_id,
         content_type=event.content_type, market=event.market, creator_id=event.creator_id,
         event_time_ms=event.event_time_ms, group=aggregation_group(event, enrichment.signals),
         signals=enrichment.signals, flags=flags_for(enrichment.signals),
-        models=pipeline.enricher.versions)
+        models=pipeline.enricher.versions, source=message.position)
 
 
 def processing_info(message: RawMessage, now_ms: int, batch_ms: float) -> Processing:

@@ -19,7 +19,7 @@ from stream.worker.server import OpsServer, bind_socket, web_app
 def run_worker(settings: Settings) -> None:
     sock = bind_socket(settings)   # first: a port in use stops the worker before anything runs
     started = time.perf_counter()
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(settings, clock=wall_clock_ms)
     load_seconds = time.perf_counter() - started
     ensure_topics(settings)
     signals_app = create_app(settings, pipeline)
@@ -38,3 +38,7 @@ def ops_server(settings: Settings, signals_app: SignalsApp, sock: Any) -> OpsSer
     sources = (names.events, names.enriched, names.shadow)
     return OpsServer(sock, web_app(signals_app.app, signals_app.health, signals_app.metrics,
                                    sources))
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)

@@ -167,7 +167,8 @@ def malformed_messages(settings: Settings) -> dict[str, bytes | None]:
     return {
         "invalid_json": b'{"event_id": "broken", ',
         "invalid_json:array": b"[1, 2, 3]",
-        "invalid_json:tombstone": None,
+        "tombstone": None,
+        "schema_violation:duplicate_key": orjson.dumps(ok)[:-1] + b', "title": "again"}',
         "invalid_utf8": b'{"event_id": "\xff\xfe"}',
         "schema_violation:missing": orjson.dumps({k: v for k, v in ok.items()
                                                   if k != "event_id"}),
