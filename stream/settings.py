@@ -55,7 +55,7 @@ class Settings:
     schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144
     max_future_skew_s: float = 300.0  # event_time at most this far after the message's time
-    max_event_age_s: float = 30 * 86_400.0  # ... and at most this far before it (0 = no bound)
+    max_event_age_s: float = 0.0  # ... and at most this far before it (0 = no bound, the default)
     include_embedding: bool = True
     tumbling_window_s: int = 60
     hopping_window_s: int = 300
