@@ -38,10 +38,11 @@ class Topics:
     dlq: str = "content.events.dlq.v1"
     shadow: str = "content.shadow.v1"
     model_eval: str = "signals.model_eval.v1"
+    late: str = "signals.late.v1"
 
     def all(self) -> tuple[str, ...]:
         return (self.events, self.signals, self.enriched, self.windows, self.dlq, self.shadow,
-                self.model_eval)
+                self.model_eval, self.late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,8 @@ class Settings:
     hopping_window_s: int = 300
     hopping_step_s: int = 60
     window_grace_s: int = 10
+    watermark_idle_s: float = 60.0  # a silent input partition stops holding windows (0 = never)
+    send_late_records: bool = False  # records too late for a window also go to signals.late.v1
     challengers: str = ""  # "task=version,...": shadow models run beside the champions
     model_eval_window_s: int = 300
     worker_data_dir: Path = REPO_ROOT / ".kafka" / "worker"
@@ -151,7 +154,7 @@ class Settings:
                  f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
         _require(self.connect_timeout_s > 0,
                  f"connect_timeout_s={self.connect_timeout_s}; must be > 0")
-        for name in ("max_future_skew_s", "max_event_age_s"):
+        for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
             _require(getattr(self, name) >= 0,
                      f"{name}={getattr(self, name)}; must be >= 0 (0 switches the bound off)")
         _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
