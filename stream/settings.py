@@ -61,6 +61,8 @@ class Settings:
     hopping_window_s: int = 300
     hopping_step_s: int = 60
     window_grace_s: int = 10
+    watermark_idle_s: float = 60.0  # a silent input partition stops holding windows (0 = never)
+    send_late_records: bool = False  # records too late for a window also go to signals.late.v1
     challengers: str = ""  # "task=version,...": shadow models run beside the champions
     model_eval_window_s: int = 300
     worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
@@ -144,7 +146,7 @@ class Settings:
         _require(self.heartbeat_interval_s < self.session_timeout_s,
                  f"heartbeat_interval_s={self.heartbeat_interval_s} must be below "
                  f"session_timeout_s={self.session_timeout_s} (Kafka advises at most a third)")
-        for name in ("max_future_skew_s", "max_event_age_s"):
+        for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
             _require(getattr(self, name) >= 0,
                      f"{name}={getattr(self, name)}; must be >= 0 (0 switches the bound off)")
         _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")

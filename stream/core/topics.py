@@ -33,6 +33,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
               "content.events.dlq.v1.json", replay_stem="content.events.dlq.replay."),
     TopicSpec("shadow", "content.shadow.v1", "task", "content.shadow.v1.json"),
     TopicSpec("model_eval", "signals.model_eval.v1", "task", "signals.model_eval.v1.json"),
+    TopicSpec("late", "signals.late.v1", "aggregation group", "signals.late.v1.json"),
 )
 BY_ROLE = {spec.role: spec for spec in REGISTRY}
 
@@ -48,6 +49,7 @@ class Topics:
     dlq: str = BY_ROLE["dlq"].name
     shadow: str = BY_ROLE["shadow"].name
     model_eval: str = BY_ROLE["model_eval"].name
+    late: str = BY_ROLE["late"].name
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:

@@ -6,7 +6,9 @@
 * ``aggregate`` reads ``content.enriched.v1`` one event at a time (Faust tables can only be written
   inside stream iteration), folds it into its windows with
   `stream.windows.aggregator.WindowAggregator`, whose state is the changelogged table
-  ``window-aggregates``, and sends each window as it closes.
+  ``window-aggregates``, and sends each window as it closes; only once the producer has flushed
+  it does the table forget the window (so a crash re-emits it instead of losing it). Late records
+  are logged and, with ``SIGNALS_SEND_LATE_RECORDS``, sent to ``signals.late.v1``.
 * ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
   only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
 """
@@ -16,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
 import structlog
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
 from stream.core.outputs import Record, WindowRecord
@@ -64,13 +67,19 @@ class SignalsApp:
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
+    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
     metrics, health = WorkerMetrics.create(), Health()
     health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
+    durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
     grace_ms = settings.window_grace_s * 1000
     tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
-    aggregator = WindowAggregator(tables[TABLE_NAME], window_kinds(settings), grace_ms)
+    idle_ms = int(settings.watermark_idle_s * 1000) or None
+    aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
+        tables[TABLE_NAME], window_kinds(settings), grace_ms,
+        sources=tuple(range(settings.partitions)) if idle_ms else (), idle_ms=idle_ms,
+        clock=time.monotonic)
     eval_size = settings.model_eval_window_s * 1000
     eval_aggregator = WindowAggregator(
         tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
@@ -85,25 +94,35 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                                               within=settings.batch_max_wait_s):
             await enrich_batch(pipeline, sink, names, metrics, batch)
 
+    late_topic = names.late if settings.send_late_records else None
+
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
             late_before = aggregator.late_records
-            closed = aggregator.update(record["group"], record, event.message.partition)
-            metrics.observe_windows("aggregate", closed, aggregator.late_records - late_before)
-            await send_closed(sink, names.windows, "group", closed, "window_closed")
+            step = aggregator.prepare(record["group"], record, event.message.partition)
+            metrics.observe_windows("aggregate", step.closed,
+                                    aggregator.late_records - late_before)
+            sent = await send_late(sink, late_topic, step.late)
+            await send_closed(sink, names.windows, "group", step.closed, "window_closed")
+            if sent or step.closed:
+                await durable()
+            aggregator.settle(step)
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
             late_before = eval_aggregator.late_records
-            closed = eval_aggregator.update(record["task"], record, event.message.partition)
-            metrics.observe_windows("model_eval", closed,
+            step = eval_aggregator.prepare(record["task"], record, event.message.partition)
+            metrics.observe_windows("model_eval", step.closed,
                                     eval_aggregator.late_records - late_before)
-            await send_closed(sink, names.model_eval, "task", closed, "model_eval_window_closed",
-                              "agreement_rate")
+            await send_closed(sink, names.model_eval, "task", step.closed,
+                              "model_eval_window_closed", "agreement_rate")
+            if step.closed:
+                await durable()
+            eval_aggregator.settle(step)
 
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
                       metrics, health)
@@ -160,6 +179,44 @@ async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[s
         log.info(event, **{key: window[key]}, window=window["window"]["name"],
                  start_ms=window["window"]["start_ms"], count=window["count"],
                  **{name: window[name] for name in logged})
+
+
+async def send_late(sink: Sink, topic: str | None, late: dict[str, Any] | None) -> bool:
+    """Log a late record (and send it when `topic` is set); True when something was sent."""
+    if late is None:
+        return False
+    record = late["record"]
+    log.warning("late_record", group=late["group"], event_id=record.get("event_id"),
+                event_time_ms=record.get("event_time_ms"), source=record.get("source"),
+                watermark_ms=late["watermark_ms"], missed=[w["name"] for w in late["missed"]])
+    if topic is None:
+        return False
+    await sink.send(topic, WindowRecord(late, "group"))
+    return True
+
+
+def _flushing(app: faust.App) -> Callable[[], Awaitable[None]]:
+    async def flush() -> None:
+        await app.producer.flush()
+    return flush
+
+
+async def _nothing() -> None:
+    return None
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with ``enable.idempotence``: a retried batch is written once
+    and batches stay in order even when a retry follows a failure. Faust turns it on only with
+    ``processing_guarantee="exactly_once"``, which we do not use (README "Windows")."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra: Mapping[str, Any] = super()._settings_extra()
+        return {**extra, "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(faust_aiokafka.Transport):
+    Producer = IdempotentProducer
 
 
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:

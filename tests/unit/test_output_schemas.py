@@ -40,7 +40,7 @@ GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
-                 TOPICS.model_eval)
+                 TOPICS.model_eval, TOPICS.late)
 CHALLENGERS = "sentiment=sentiment-minilm-mlp-v1,language=langid-charngram-v1"
 RUN_ID = "replay-0123456789abcdef"
 
@@ -350,6 +350,22 @@ def test_closed_signal_windows_match_the_schema(live: BatchOutput, settings: Set
     assert_valid(TOPICS.windows, windows)
     assert {w["window"]["kind"] for w in windows} == {"tumbling", "hopping"}
     assert any(w["flag_rates"] for w in windows)
+
+
+def test_late_records_match_the_schema(live: BatchOutput, settings: Settings) -> None:
+    """Every enriched record once more, after its windows closed: each one is late."""
+    def at(record: dict[str, Any], offset: int, **changes: Any) -> dict[str, Any]:
+        return {**record, **changes, "source": {**record["source"], "partition": 0,
+                                                 "offset": offset}}
+    enriched = values(live.enriched)
+    aggregator = WindowAggregator({}, window_kinds(settings), grace_ms=0)
+    for i, record in enumerate(enriched):
+        aggregator.update(record["group"], at(record, i), 0)
+    aggregator.update(enriched[0]["group"], at(enriched[0], 10**6, event_time_ms=10**13), 0)
+    late = [aggregator.prepare(r["group"], at(r, 10**6 + i), 0).late
+            for i, r in enumerate(enriched, 1)]
+    assert all(x is not None for x in late)
+    assert_valid(TOPICS.late, [x for x in late if x is not None])
 
 
 def test_closed_model_eval_windows_match_the_schema(live: BatchOutput,
