@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import orjson
 import structlog
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
+from stream.connectors.security import faust_credentials
 from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
 from stream.core.records import Position, RawMessage
 from stream.models.manifest import load_manifest
@@ -161,21 +161,3 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     if credentials is not None:
         options["broker_credentials"] = credentials
     return options
-
-
-def faust_credentials(settings: Settings) -> Any:
-    if settings.security_protocol == "PLAINTEXT":
-        return None
-    context = ssl_context(settings) if "SSL" in settings.security_protocol else None
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.sasl_username, password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism, ssl_context=context)
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-    return context
