@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import structlog
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
+from stream.connectors.security import faust_credentials
 from stream.core.outputs import Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
@@ -242,21 +242,3 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     if credentials is not None:
         options["broker_credentials"] = credentials
     return options
-
-
-def faust_credentials(settings: Settings) -> Any:
-    if settings.security_protocol == "PLAINTEXT":
-        return None
-    context = ssl_context(settings) if "SSL" in settings.security_protocol else None
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.sasl_username, password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism, ssl_context=context)
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-    return context
