@@ -73,19 +73,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     topics = declare_topics(app, settings)
     durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    grace_ms = settings.window_grace_s * 1000
-    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
-    idle_ms = int(settings.watermark_idle_s * 1000) or None
-    aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
-        tables[TABLE_NAME], window_kinds(settings), grace_ms,
-        sources=tuple(range(settings.partitions)) if idle_ms else (), idle_ms=idle_ms,
-        clock=time.monotonic)
-    eval_size = settings.model_eval_window_s * 1000
-    eval_aggregator = WindowAggregator(
-        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
-        folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
-    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
-        tables[name].on_recover(_invalidate_on_recover(windows))
+    aggregator, eval_aggregator = window_aggregators(app, settings)
     names = settings.topics
 
     @app.agent(topics[names.events])
@@ -126,6 +114,26 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
 
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
                       metrics, health)
+
+
+def window_aggregators(app: faust.App,
+                       settings: Settings) -> tuple[WindowAggregator, WindowAggregator]:
+    """The signal windows and the champion/challenger windows, each on its changelogged table
+    (re-indexed after recovery)."""
+    grace_ms = settings.window_grace_s * 1000
+    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
+    idle_ms = int(settings.watermark_idle_s * 1000) or None
+    aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
+        tables[TABLE_NAME], window_kinds(settings), grace_ms,
+        sources=tuple(range(settings.partitions)) if idle_ms else (), idle_ms=idle_ms,
+        clock=time.monotonic)
+    eval_size = settings.model_eval_window_s * 1000
+    eval_aggregator = WindowAggregator(
+        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
+        folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
+    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
+        tables[name].on_recover(_invalidate_on_recover(windows))
+    return aggregator, eval_aggregator
 
 
 async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
