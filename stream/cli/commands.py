@@ -67,10 +67,13 @@ def add_produce(sub: Subparsers, connection: AddOptions) -> None:
 
 
 def run_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.connectors.kafka import produce
+    from stream.connectors.kafka import ensure_topic, produce
 
     topic = args.topic or settings.topics.events
     with open_input(args.file) as handle:   # fail on a bad path before connecting to Kafka
+        if ensure_topic(settings, topic):
+            print(f"created topic {topic} ({settings.partitions} partitions, replication "
+                  f"{settings.replication_factor})", file=sys.stderr)
         count = produce(settings, topic, keyed_lines(read_lines(handle)))
     print(f"produced {count} records to {topic}")
     return 0

@@ -14,7 +14,12 @@ from typing import Any
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from stream.connectors.security import kafka_python_security
 from stream.errors import BrokerError
@@ -92,9 +97,32 @@ def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[s
     as base64 plus the reason) fits, even where the input topic's own 1 MB limit would not."""
     for name in names:
         configs = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)} if name == dead_letters else {}
-        with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
-            admin.create_topics([NewTopic(name, settings.partitions, settings.replication_factor,
-                                          topic_configs=configs)])
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
+                admin.create_topics([NewTopic(name, settings.partitions,
+                                              settings.replication_factor, topic_configs=configs)])
+        except InvalidReplicationFactorError as exc:
+            brokers = len(admin.describe_cluster().get("brokers", []))
+            raise BrokerError(
+                f"cannot create topic {name}: SIGNALS_REPLICATION_FACTOR="
+                f"{settings.replication_factor} but the cluster has {brokers} broker(s); set "
+                f"SIGNALS_REPLICATION_FACTOR to at most {brokers}") from exc
+
+
+def ensure_topic(settings: Settings, topic: str) -> bool:
+    """Create `topic` with the configured partitions and replication unless it exists (the
+    broker does not create topics on first use); True when it was created here."""
+    admin = admin_client(settings)
+    try:
+        if topic in set(admin.list_topics()):
+            return False
+        create_topics(admin, settings, [topic], dead_letters=settings.topics.dlq)
+        return True
+    except InvalidTopicError as exc:
+        raise BrokerError(f"{topic!r} is not a valid topic name: use letters, digits, '.', '_' "
+                          "and '-', at most 249 characters") from exc
+    finally:
+        admin.close()
 
 
 def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -150,6 +178,8 @@ def read_topic(settings: Settings, topic: str, *, idle_timeout_s: float,
         while (limit is None or seen < limit) and time.monotonic() - last < idle_timeout_s:
             for records in client.poll(timeout_ms=200).values():
                 for record in records:
+                    if limit is not None and seen >= limit:   # a poll returns up to 500
+                        return
                     yield record
                     seen += 1
                     last = time.monotonic()
