@@ -24,6 +24,11 @@ def add_broker(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, default=9092)
     parser.add_argument("--controller-port", type=int, default=None,
                         help="KRaft controller port (default: port + 1)")
+    parser.add_argument("--ssl-port", type=int, default=None,
+                        help="with --auth scram: the SASL_SSL port (default: port + 2)")
+    parser.add_argument("--auth", choices=("none", "scram"), default="none",
+                        help="scram: SASL SCRAM-SHA-512 on --port (SASL_PLAINTEXT) and --ssl-port "
+                             "(SASL_SSL, a generated CA); prints the client settings")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".kafka" / "broker")
     parser.add_argument("--clean", action="store_true", help="with stop: delete the broker's data")
     parser.set_defaults(run=run_broker)
@@ -31,7 +36,8 @@ def add_broker(sub: Subparsers) -> None:
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:
     broker = LocalBroker(data_dir=args.data_dir, port=args.port,
-                         controller_port=args.controller_port or args.port + 1)
+                         controller_port=args.controller_port or args.port + 1,
+                         auth=args.auth, ssl_port=args.ssl_port or args.port + 2)
     if args.action == "start":
         print(broker.start())
     elif args.action == "stop":

@@ -1,7 +1,9 @@
 """kafka-python helpers for the tools (not the worker): topic creation, producing, tailing.
 
 The worker talks to Kafka through Faust/aiokafka; the CLI tools (`produce`, `tail`, the topic
-set-up before a worker starts, replay) use kafka-python with the same security settings.
+set-up before a worker starts, replay) use kafka-python with the same security settings. Each
+client is created after `probe.check_connection`, so a refused login or TLS handshake is one line
+(not a minute of retried socket errors).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from stream.connectors.probe import check_connection
 from stream.connectors.security import kafka_python_security
 from stream.errors import BrokerError
 from stream.settings import Settings
@@ -41,6 +44,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
+    check_connection(settings)
     try:
         return KafkaAdminClient(client_id=f"{settings.app_id}-admin", **client_config(settings))
     except KafkaError as exc:
@@ -134,6 +138,7 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
 
 
 def producer(settings: Settings, **options: Any) -> KafkaProducer:
+    check_connection(settings)
     try:
         return KafkaProducer(acks="all", linger_ms=5, max_request_size=DLQ_MAX_MESSAGE_BYTES,
                              **client_config(settings), **options)
@@ -160,6 +165,7 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes | None
 
 def consumer(settings: Settings, *topics: str, group_id: str | None = None,
              from_beginning: bool = True, **options: Any) -> KafkaConsumer:
+    check_connection(settings)
     try:
         return KafkaConsumer(
             *topics, group_id=group_id, enable_auto_commit=group_id is not None,
