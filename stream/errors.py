@@ -18,6 +18,7 @@ The exception tree::
     │   └── ModelContractError    the graph lacks an input/output the caller needs
     ├── InputFileError            a JSONL file given to a tool cannot be read
     └── BrokerError               the local Kafka broker cannot be fetched, started or reached
+        └── KafkaAuthError        a broker answers but refuses our login or TLS handshake
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class InputFileError(SignalsError):
 
 class BrokerError(SignalsError):
     """The local Kafka broker cannot be fetched, started, stopped or reached."""
+
+
+class KafkaAuthError(BrokerError):
+    """A broker answers, but authentication or the TLS handshake fails (wrong credentials or
+    mechanism, an untrusted certificate, a security protocol the listener does not speak)."""
 
 
 class RejectReason(StrEnum):

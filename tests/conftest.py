@@ -65,3 +65,20 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop(clean=True)
+
+
+@pytest.fixture(scope="session")
+def scram_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """The project's broker with `--auth scram` (SASL_PLAINTEXT on `port`, SASL_SSL on
+    `ssl_port`, credentials and CA in `broker.scram`), once per session, on free ports."""
+    ports = set()
+    while len(ports) < 3:
+        ports.add(_free_port())
+    port, controller_port, ssl_port = sorted(ports)
+    broker = LocalBroker(data_dir=tmp_path_factory.mktemp("kafka-scram"), port=port,
+                         controller_port=controller_port, auth="scram", ssl_port=ssl_port)
+    broker.start(timeout_s=120)
+    try:
+        yield broker
+    finally:
+        broker.stop(clean=True)
