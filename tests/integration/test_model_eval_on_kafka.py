@@ -59,7 +59,9 @@ def comment(i: int, text: str, minute: int, second: int) -> dict[str, Any]:
 @pytest.fixture
 def eval_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
-    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
+    # fixed 2026 event times, produced now: no age horizon (it would dead-letter them)
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap,
+                              "max_event_age_s": 0}).replace(
         app_id=f"signals-me-{run}", topic_prefix=f"me-{run}.", partitions=1,
         worker_data_dir=tmp_path / "worker", batch_max_size=32, batch_max_wait_s=0.2,
         model_threads=1, window_grace_s=30, model_eval_window_s=60,
