@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/signals bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check stream tests models_onnx/scripts
+	$(BIN)/ruff check stream tests models_onnx
 	$(BIN)/mypy
 
 venv: $(STAMP)

@@ -23,4 +23,38 @@ offline and ``--from-topic``; the regression gate), `stream.bench` (`signals ben
 `stream.cli` (the `signals` command, the demo).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# The public surface: what a user may import from `stream` (pinned by tests/unit/test_public.py).
+# Resolved on first use, so `import stream` (and `signals --help`) loads no models or Faust.
+_EXPORTS = {
+    "Settings": "stream.settings",
+    "RawMessage": "stream.core.records", "Position": "stream.core.records",
+    "ContentEvent": "stream.core.records",
+    "Signal": "stream.core.outputs", "SignalRecord": "stream.core.outputs",
+    "EnrichedRecord": "stream.core.outputs", "DeadLetter": "stream.core.outputs",
+    "ShadowRecord": "stream.core.outputs", "WindowRecord": "stream.core.outputs",
+    "serialise": "stream.core.outputs",
+    "Pipeline": "stream.core.pipeline", "BatchOutput": "stream.core.pipeline",
+    "process_batch": "stream.core.pipeline", "build_pipeline": "stream.core.builder",
+    "Topics": "stream.core.topics", "TopicSpec": "stream.core.topics",
+    "TumblingWindow": "stream.windows.kinds", "HoppingWindow": "stream.windows.kinds",
+    "WindowAggregator": "stream.windows.aggregator",
+    "Rejection": "stream.errors", "RejectReason": "stream.errors",
+    "SignalsError": "stream.errors", "ConfigError": "stream.errors",
+    "ModelError": "stream.errors", "InputFileError": "stream.errors",
+    "BrokerError": "stream.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -17,32 +17,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stream.core.topics import Topics
 from stream.errors import ConfigError
+from stream.models.manifest import parse_task_versions
+from stream.paths import DATA_ROOT, STATE_ROOT
 
 ENV_PREFIX = "SIGNALS_"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_FORMATS = ("json", "console")
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Names of every topic the pipeline reads or writes."""
-
-    events: str = "content.events.v1"
-    signals: str = "content.signals.v1"
-    enriched: str = "content.enriched.v1"
-    windows: str = "signals.windows.v1"
-    dlq: str = "content.events.dlq.v1"
-    shadow: str = "content.shadow.v1"
-    model_eval: str = "signals.model_eval.v1"
-    late: str = "signals.late.v1"
-
-    def all(self) -> tuple[str, ...]:
-        return (self.events, self.signals, self.enriched, self.windows, self.dlq, self.shadow,
-                self.model_eval, self.late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +51,11 @@ class Settings:
     encoder_bucket_size: int = 32  # the heads were trained at 32 (README "Benchmarks")
     model_threads: int = 2
     model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
-    models_dir: Path = REPO_ROOT / "models_onnx"
-    schemas_dir: Path = REPO_ROOT / "schemas"
+    models_dir: Path = DATA_ROOT / "models_onnx"
+    schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144
     max_future_skew_s: float = 300.0  # event_time at most this far after the message's time
-    max_event_age_s: float = 30 * 86_400.0  # ... and at most this far before it (0 = no bound)
+    max_event_age_s: float = 0.0  # ... and at most this far before it (0 = no bound, the default)
     include_embedding: bool = True
     tumbling_window_s: int = 60
     hopping_window_s: int = 300
@@ -81,16 +65,22 @@ class Settings:
     send_late_records: bool = False  # records too late for a window also go to signals.late.v1
     challengers: str = ""  # "task=version,...": shadow models run beside the champions
     model_eval_window_s: int = 300
-    worker_data_dir: Path = REPO_ROOT / ".kafka" / "worker"
+    worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
     web_port: int = 6066
+    # /metrics, /healthz, /readyz of the worker; 0 = no HTTP server (9100 is node_exporter's)
+    metrics_port: int = 9180
+    metrics_host: str = "0.0.0.0"
+    # consumer group liveness: a worker that sends no heartbeat for session_timeout_s is presumed
+    # dead and its partitions move (the takeover time after a crash); Kafka bounds it by the
+    # broker's group.min/max.session.timeout.ms (6 s .. 30 min by default)
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
     log_level: str = "INFO"
     log_format: str = "json"
 
     @property
     def topics(self) -> Topics:
-        p = self.topic_prefix
-        base = Topics()
-        return Topics(*(p + name for name in base.all()))
+        return Topics.with_prefix(self.topic_prefix)
 
     @property
     def manifest_path(self) -> Path:
@@ -100,14 +90,7 @@ class Settings:
     def challenger_versions(self) -> dict[str, str]:
         """``SIGNALS_CHALLENGERS=topic=topic-v2,spam=spam-v3`` as {task: version}."""
         pairs = [p.strip() for p in self.challengers.split(",") if p.strip()]
-        result = {}
-        for pair in pairs:
-            task, sep, version = pair.partition("=")
-            if not (sep and task.strip() and version.strip()):
-                raise ConfigError(f"challengers={self.challengers!r}: write task=version pairs "
-                                  "separated by commas, e.g. topic=topic-minilm-mlp-v1")
-            result[task.strip()] = version.strip()
-        return result
+        return parse_task_versions(pairs, "SIGNALS_CHALLENGERS")
 
     @classmethod
     def load(
@@ -154,6 +137,15 @@ class Settings:
                  f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
         _require(self.connect_timeout_s > 0,
                  f"connect_timeout_s={self.connect_timeout_s}; must be > 0")
+        _require(0 <= self.metrics_port <= 65535,
+                 f"metrics_port={self.metrics_port}; use a TCP port 1-65535, or 0 for no "
+                 "metrics/health server")
+        _require(self.session_timeout_s > 0 and self.heartbeat_interval_s > 0,
+                 f"session_timeout_s={self.session_timeout_s}, heartbeat_interval_s="
+                 f"{self.heartbeat_interval_s}; both must be > 0")
+        _require(self.heartbeat_interval_s < self.session_timeout_s,
+                 f"heartbeat_interval_s={self.heartbeat_interval_s} must be below "
+                 f"session_timeout_s={self.session_timeout_s} (Kafka advises at most a third)")
         for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
             _require(getattr(self, name) >= 0,
                      f"{name}={getattr(self, name)}; must be >= 0 (0 switches the bound off)")

@@ -18,9 +18,10 @@ from hypothesis import settings as hypothesis_settings
 from stream.connectors.broker import LocalBroker
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import CHECKOUT
+from stream.settings import Settings
 
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
 
 # Machines are shared and noisy: properties are about results, never about how long one took.
 hypothesis_settings.register_profile("content-signals", deadline=None)

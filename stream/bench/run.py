@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +44,7 @@ import onnxruntime
 import orjson
 import tokenizers
 
+from stream.buildinfo import git_commit
 from stream.core.batching import MicroBatcher, length_buckets
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline, process_batch
@@ -52,11 +52,12 @@ from stream.core.records import ContentEvent, RawMessage
 from stream.errors import ConfigError, InputFileError
 from stream.models.encoder import TextEncoder
 from stream.models.onnx_session import sha256_of
+from stream.paths import DATA_ROOT
 from stream.replay.sources import FileSource, count_lines
-from stream.settings import REPO_ROOT, Settings
+from stream.settings import Settings
 
-DEFAULT_DATA = (REPO_ROOT / "tests" / "golden" / "events.jsonl",
-                REPO_ROOT / "deploy" / "demo" / "events.jsonl")
+DEFAULT_DATA = (DATA_ROOT / "tests" / "golden" / "events.jsonl",
+                DATA_ROOT / "deploy" / "demo" / "events.jsonl")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -326,15 +327,6 @@ def environment(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
             "manifest": str(settings.manifest_path), "models": pipeline.enricher.versions,
             "git_commit": git_commit(),
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def peak_rss_mib() -> float:

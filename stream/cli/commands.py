@@ -9,7 +9,8 @@ from typing import Any
 
 from stream.connectors.broker import LocalBroker
 from stream.connectors.jsonl import keyed_lines, open_input, read_lines
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import DATA_ROOT, STATE_ROOT
+from stream.settings import Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 Subparsers = Any
@@ -21,7 +22,7 @@ def add_broker(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, default=9092)
     parser.add_argument("--controller-port", type=int, default=None,
                         help="KRaft controller port (default: port + 1)")
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".kafka" / "broker")
+    parser.add_argument("--data-dir", type=Path, default=STATE_ROOT / ".kafka" / "broker")
     parser.add_argument("--clean", action="store_true", help="with stop: delete the broker's data")
     parser.set_defaults(run=run_broker)
 
@@ -96,7 +97,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 def add_demo(sub: Subparsers) -> None:
     parser = sub.add_parser("demo", help="run the whole pipeline on sample events and print it")
     parser.add_argument("--events", type=Path,
-                        default=REPO_ROOT / "deploy" / "demo" / "events.jsonl")
+                        default=DATA_ROOT / "deploy" / "demo" / "events.jsonl")
     parser.add_argument("--port", type=int, default=9192, help="port of the demo's own broker")
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--keep-broker", action="store_true",

@@ -21,9 +21,10 @@ import orjson
 from stream.connectors.broker import LocalBroker
 from stream.connectors.jsonl import keyed_lines, open_input, read_lines
 from stream.connectors.kafka import consumer, ensure_topics, produce
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import STATE_ROOT
+from stream.settings import Settings
 
-DEMO_DIR = REPO_ROOT / ".kafka" / "demo"
+DEMO_DIR = STATE_ROOT / ".kafka" / "demo"
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Demo:
             ensure_topics(settings)
             step("starting `signals worker` (log: .kafka/demo/worker.log)")
             worker = start_worker(settings)
-            step(f"producing {len(lines)} events from {self.events.relative_to(REPO_ROOT)}")
+            step(f"producing {len(lines)} events from {self.events.name}")
             produce(settings, settings.topics.events, lines)
             step("reading content.signals.v1, content.events.dlq.v1 and signals.windows.v1")
             self.watch(settings, expected=len(lines))

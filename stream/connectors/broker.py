@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream.errors import BrokerError
-from stream.settings import REPO_ROOT
+from stream.paths import DATA_ROOT, STATE_ROOT
 
-DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
+DEPLOY_DIR = DATA_ROOT / "deploy" / "kafka"
 JVM_OPTIONS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 
 
 @dataclass(frozen=True, slots=True)
 class LocalBroker:
-    data_dir: Path = REPO_ROOT / ".kafka" / "broker"
+    data_dir: Path = STATE_ROOT / ".kafka" / "broker"
     port: int = 9092
     controller_port: int = 9093
     deploy_dir: Path = DEPLOY_DIR

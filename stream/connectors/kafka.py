@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from stream.connectors.security import kafka_python_security
 from stream.errors import BrokerError
 from stream.settings import Settings
 
@@ -27,20 +28,11 @@ DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection and security options shared by every kafka-python client we create."""
-    config: dict[str, Any] = {
+    return {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",")],
-        "security_protocol": settings.security_protocol,
         "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
+        **kafka_python_security(settings),
     }
-    if settings.security_protocol.startswith("SASL"):
-        config |= {"sasl_mechanism": settings.sasl_mechanism,
-                   "sasl_plain_username": settings.sasl_username,
-                   "sasl_plain_password": settings.sasl_password}
-    if "SSL" in settings.security_protocol:
-        config |= {"ssl_cafile": settings.ssl_cafile or None,
-                   "ssl_certfile": settings.ssl_certfile or None,
-                   "ssl_keyfile": settings.ssl_keyfile or None}
-    return config
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:

@@ -20,86 +20,40 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-import orjson
 from kafka.partitioner.default import murmur2
 from tqdm import tqdm
 
 from stream.core.builder import build_pipeline
-from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.core.outputs import EnrichedRecord, WindowRecord
+from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import RawMessage
 from stream.core.validate import Validator, make_validator
-from stream.errors import ConfigError, Rejection
-from stream.models.manifest import load_manifest
+from stream.errors import Rejection
 from stream.replay.control import StopRequest, TokenBucket, wait_unless_stopped
 from stream.replay.plan import (
+    Plan,
     ReplayRequest,
-    ReplayTopics,
-    default_replay_id,
     describe_ranges,
-    fingerprint,
-    replay_topics,
-    resolve_versions,
-    shaping_options,
+    plan_replay,
 )
 from stream.replay.sinks import FileSink, KafkaSink, NullSink, Outputs, ReplaySink
 from stream.replay.sources import Ranges, Source, SourceBatch, open_source
-from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
+from stream.replay.state import Checkpoint, ReplayCounts, save_checkpoint
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import window_kinds
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A checked request: resolved model versions, the replay's identity, its sink."""
-
-    request: ReplayRequest
-    settings: Settings
-    versions: dict[str, str]
-    fingerprint: str
-    replay_id: str
-    topics: ReplayTopics | None
-    sink_name: str
-    checkpoint: Checkpoint | None
 
 
 @dataclass(slots=True)
 class ReplayResult:
     replay_id: str
     sink: str
-    counts: Counts
-    session: Counts
+    counts: ReplayCounts
+    session: ReplayCounts
     elapsed_s: float
     interrupted: bool = False
     exit_code: int = 0
     already_complete: bool = False
-
-
-def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
-    """Every check that needs no broker and no model file: fails fast on bad arguments."""
-    request.source.check()
-    request.sink.check(request.source)
-    versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
-    digest = fingerprint(request.source, versions, shaping_options(settings, request.aggregate))
-    replay_id = request.replay_id or default_replay_id(digest)
-    topics = None if request.sink.output else replay_topics(settings, versions,
-                                                            request.sink.to_live)
-    if topics is not None and request.source.topic in (topics.signals, topics.dlq, topics.windows):
-        raise ConfigError(f"the source topic {request.source.topic} is also a sink topic")
-    sink_name = (f"file {request.sink.output.resolve()}" if request.sink.output else
-                 "topics " + ", ".join(_topic_names(topics, request.aggregate)))
-    checkpoint = None
-    if request.checkpoint is not None and not request.dry_run:
-        checkpoint = load_checkpoint(request.checkpoint)
-        if checkpoint is not None:
-            checkpoint.ensure_matches(request.checkpoint, digest, replay_id, sink_name)
-    return Plan(request, settings, versions, digest, replay_id, topics, sink_name, checkpoint)
-
-
-def _topic_names(topics: ReplayTopics | None, aggregate: bool) -> list[str]:
-    if topics is None:
-        return []
-    return [topics.signals, topics.dlq] + ([topics.windows] if aggregate else [])
 
 
 def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None = None,
@@ -115,7 +69,7 @@ def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None
         if state.finished:
             print(f"already complete according to {request.checkpoint}; delete it to replay "
                   "again", file=out)
-            return ReplayResult(plan.replay_id, plan.sink_name, state.counts, Counts(), 0.0,
+            return ReplayResult(plan.replay_id, plan.sink_name, state.counts, ReplayCounts(), 0.0,
                                 already_complete=True)
         result = _Run(plan, source, state, err).execute()
     finally:
@@ -162,14 +116,14 @@ class Processor:
         self.partitions = settings.partitions
         self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
 
-    def process(self, messages: list[RawMessage]) -> tuple[Outputs, Counts]:
+    def process(self, messages: list[RawMessage]) -> tuple[Outputs, ReplayCounts]:
         if self.pipeline is None:    # a dry run validates and counts
             valid = sum(not isinstance(self.validate(m.value), Rejection) for m in messages)
-            return Outputs(), Counts(signals=valid, dead_letters=len(messages) - valid)
+            return Outputs(), ReplayCounts(signals=valid, dead_letters=len(messages) - valid)
         output = process_batch(self.pipeline, messages)
         windows = self._aggregate(output.enriched)
         return (Outputs(output.signals, output.dead_letters, windows),
-                Counts(signals=len(output.signals), dead_letters=len(output.dead_letters),
+                ReplayCounts(signals=len(output.signals), dead_letters=len(output.dead_letters),
                        windows=len(windows)))
 
     def flush(self) -> Outputs:
@@ -177,18 +131,17 @@ class Processor:
         closed = self.aggregator.flush() if self.aggregator is not None else []
         return Outputs(windows=[self._window(w) for w in closed])
 
-    def _aggregate(self, enriched: list[OutRecord]) -> list[OutRecord]:
+    def _aggregate(self, enriched: list[EnrichedRecord]) -> list[WindowRecord]:
         if self.aggregator is None:
             return []
         closed: list[dict[str, Any]] = []
-        for record in enriched:
-            value = orjson.loads(record.value)
-            closed += self.aggregator.update(value["group"], value,
+        for record in enriched:   # folded as the aggregate agent folds it: its JSON value
+            closed += self.aggregator.update(record.group, record.to_json(),
                                              group_partition(record.key, self.partitions))
         return [self._window(w) for w in closed]
 
-    def _window(self, window: dict[str, Any]) -> OutRecord:
-        return OutRecord(window["group"].encode(), dumps({**window, **self.stamp}))
+    def _window(self, window: dict[str, Any]) -> WindowRecord:
+        return WindowRecord({**window, **self.stamp})
 
 
 def group_partition(key: bytes, partitions: int) -> int:
@@ -205,7 +158,7 @@ class _Run:
     source: Source
     state: Checkpoint
     err: TextIO
-    session: Counts = field(default_factory=Counts)
+    session: ReplayCounts = field(default_factory=ReplayCounts)
     interrupted: bool = False
 
     def execute(self) -> ReplayResult:
@@ -224,7 +177,7 @@ class _Run:
                 self._loop(processor, sink, stop, limiter, bar)
                 if not self.interrupted:
                     closing = processor.flush()
-                    self._commit(sink, closing, Counts(windows=len(closing.windows)),
+                    self._commit(sink, closing, ReplayCounts(windows=len(closing.windows)),
                                  finished=True)
         finally:
             bar.close()
@@ -252,7 +205,7 @@ class _Run:
         # A stop that came with the last batch leaves nothing to resume: finish normally.
         self.interrupted = self.interrupted or (stop.requested and not self.state.read_all)
 
-    def _commit(self, sink: ReplaySink, outputs: Outputs, counts: Counts,
+    def _commit(self, sink: ReplaySink, outputs: Outputs, counts: ReplayCounts,
                 batch: SourceBatch | None = None, finished: bool = False) -> None:
         """Write and flush the batch's records, then move the checkpoint past them."""
         sink.write(outputs)

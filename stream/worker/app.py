@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,14 +27,20 @@ import structlog
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
-from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.connectors.security import faust_credentials
+from stream.core.outputs import Record, WindowRecord
+from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import Topics
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
+from stream.worker import health as health_signals
+from stream.worker.health import Health
 from stream.worker.logs import log_batch
+from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
 
 log = structlog.get_logger("stream.worker.app")
@@ -46,7 +51,7 @@ EVAL_TABLE_NAME = "model-eval-windows"
 
 @dataclass
 class SignalsApp:
-    """The Faust app and the handles tests need (agents, aggregators, sink)."""
+    """The Faust app and the handles tests need (agents, aggregators, sink, metrics, health)."""
 
     app: faust.App
     enrich: Any
@@ -55,15 +60,66 @@ class SignalsApp:
     aggregator: WindowAggregator
     eval_aggregator: WindowAggregator
     sink: Sink
+    metrics: WorkerMetrics
+    health: Health
 
 
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
     app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    metrics, health = WorkerMetrics.create(), Health()
+    health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
     durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
+    aggregator, eval_aggregator = window_aggregators(app, settings)
+    names = settings.topics
+
+    @app.agent(topics[names.events])
+    async def enrich(stream: Any) -> None:
+        async for batch in stream.take_events(settings.batch_max_size,
+                                              within=settings.batch_max_wait_s):
+            await enrich_batch(pipeline, sink, names, metrics, batch)
+
+    late_topic = names.late if settings.send_late_records else None
+
+    @app.agent(topics[names.enriched])
+    async def aggregate(stream: Any) -> None:
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            late_before = aggregator.late_records
+            step = aggregator.prepare(record["group"], record, event.message.partition)
+            metrics.observe_windows("aggregate", step.closed,
+                                    aggregator.late_records - late_before)
+            sent = await send_late(sink, late_topic, step.late)
+            await send_closed(sink, names.windows, "group", step.closed, "window_closed")
+            if sent or step.closed:
+                await durable()
+            aggregator.settle(step)
+
+    @app.agent(topics[names.shadow])
+    async def model_eval(stream: Any) -> None:
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            late_before = eval_aggregator.late_records
+            step = eval_aggregator.prepare(record["task"], record, event.message.partition)
+            metrics.observe_windows("model_eval", step.closed,
+                                    eval_aggregator.late_records - late_before)
+            await send_closed(sink, names.model_eval, "task", step.closed,
+                              "model_eval_window_closed", "agreement_rate")
+            if step.closed:
+                await durable()
+            eval_aggregator.settle(step)
+
+    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
+                      metrics, health)
+
+
+def window_aggregators(app: faust.App,
+                       settings: Settings) -> tuple[WindowAggregator, WindowAggregator]:
+    """The signal windows and the champion/challenger windows, each on its changelogged table
+    (re-indexed after recovery)."""
     grace_ms = settings.window_grace_s * 1000
     tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
     idle_ms = int(settings.watermark_idle_s * 1000) or None
@@ -77,45 +133,23 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
         folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
     for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
         tables[name].on_recover(_invalidate_on_recover(windows))
-    names = settings.topics
+    return aggregator, eval_aggregator
 
-    @app.agent(topics[names.events])
-    async def enrich(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max_size,
-                                              within=settings.batch_max_wait_s):
-            messages = [raw_message(event) for event in batch]
-            output = await asyncio.to_thread(process_batch, pipeline, messages)
-            await send_all(sink, names.signals, output.signals)
-            await send_all(sink, names.enriched, output.enriched)
-            await send_all(sink, names.dlq, output.dead_letters)
-            await send_all(sink, names.shadow, output.shadow)
-            log_batch(messages, output.signals, output.dead_letters)
 
-    late_topic = names.late if settings.send_late_records else None
-
-    @app.agent(topics[names.enriched])
-    async def aggregate(stream: Any) -> None:
-        async for event in stream.events():
-            record = orjson.loads(event.value)
-            step = aggregator.prepare(record["group"], record, event.message.partition)
-            sent = await send_late(sink, late_topic, step.late)
-            await send_closed(sink, names.windows, "group", step.closed, "window_closed")
-            if sent or step.closed:
-                await durable()
-            aggregator.settle(step)
-
-    @app.agent(topics[names.shadow])
-    async def model_eval(stream: Any) -> None:
-        async for event in stream.events():
-            record = orjson.loads(event.value)
-            step = eval_aggregator.prepare(record["task"], record, event.message.partition)
-            await send_closed(sink, names.model_eval, "task", step.closed,
-                              "model_eval_window_closed", "agreement_rate")
-            if step.closed:
-                await durable()
-            eval_aggregator.settle(step)
-
-    return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink)
+async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
+                       batch: Sequence[Any]) -> None:
+    """One micro-batch: the pure core in a thread, then every record to the producer, then the
+    log lines and metrics (so the counts are of records handed to the producer)."""
+    messages = [raw_message(event) for event in batch]
+    started = time.perf_counter()
+    output = await asyncio.to_thread(process_batch, pipeline, messages)
+    elapsed = time.perf_counter() - started
+    await send_all(sink, names.signals, output.signals)
+    await send_all(sink, names.enriched, output.enriched)
+    await send_all(sink, names.dlq, output.dead_letters)
+    await send_all(sink, names.shadow, output.shadow)
+    log_batch(messages, output.signals, output.dead_letters)
+    metrics.observe_batch(messages, output, elapsed)
 
 
 def window_table(app: faust.App, name: str, settings: Settings) -> Any:
@@ -140,7 +174,7 @@ def raw_message(event: Any) -> RawMessage:
         timestamp_ms=int(timestamp * 1000) if timestamp else None)
 
 
-async def send_all(sink: Sink, topic: str, records: Sequence[OutRecord]) -> None:
+async def send_all(sink: Sink, topic: str, records: Sequence[Record]) -> None:
     for record in records:
         await sink.send(topic, record)
 
@@ -149,7 +183,7 @@ async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[s
                       event: str, *logged: str) -> None:
     """Send each closed window keyed by its ``key`` field, and log it (with the `logged` fields)."""
     for window in windows:
-        await sink.send(topic, OutRecord(window[key].encode(), dumps(window)))
+        await sink.send(topic, WindowRecord(window, key))
         log.info(event, **{key: window[key]}, window=window["window"]["name"],
                  start_ms=window["window"]["start_ms"], count=window["count"],
                  **{name: window[name] for name in logged})
@@ -165,7 +199,7 @@ async def send_late(sink: Sink, topic: str | None, late: dict[str, Any] | None) 
                 watermark_ms=late["watermark_ms"], missed=[w["name"] for w in late["missed"]])
     if topic is None:
         return False
-    await sink.send(topic, OutRecord(late["group"].encode(), dumps(late)))
+    await sink.send(topic, WindowRecord(late, "group"))
     return True
 
 
@@ -208,27 +242,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
         "web_enabled": False, "web_port": settings.web_port,
         "producer_acks": -1, "table_standby_replicas": 0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.heartbeat_interval_s,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,   # dead letters of large inputs
     }
     credentials = faust_credentials(settings)
     if credentials is not None:
         options["broker_credentials"] = credentials
     return options
-
-
-def faust_credentials(settings: Settings) -> Any:
-    if settings.security_protocol == "PLAINTEXT":
-        return None
-    context = ssl_context(settings) if "SSL" in settings.security_protocol else None
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.sasl_username, password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism, ssl_context=context)
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-    return context

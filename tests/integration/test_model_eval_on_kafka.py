@@ -59,9 +59,7 @@ def comment(i: int, text: str, minute: int, second: int) -> dict[str, Any]:
 @pytest.fixture
 def eval_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
-    # fixed 2026 event times, produced now: no age horizon (it would dead-letter them)
-    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap,
-                              "max_event_age_s": 0}).replace(
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
         app_id=f"signals-me-{run}", topic_prefix=f"me-{run}.", partitions=1,
         worker_data_dir=tmp_path / "worker", batch_max_size=32, batch_max_wait_s=0.2,
         model_threads=1, window_grace_s=30, model_eval_window_s=60,
@@ -74,8 +72,8 @@ def challenger_labels(settings: Settings, events: list[dict[str, Any]]) -> list[
     parsed = [pipeline.validate(orjson.dumps(e)) for e in events]
     assert all(isinstance(p, ContentEvent) for p in parsed)
     enriched = pipeline.enricher.enrich(parsed)  # type: ignore[arg-type]
-    assert all(e.signals["sentiment"]["model"] == CHALLENGER for e in enriched)
-    return [e.signals["sentiment"]["label"] for e in enriched]
+    assert all(e.signals["sentiment"].model == CHALLENGER for e in enriched)
+    return [e.signals["sentiment"].label for e in enriched]
 
 
 def test_challenger_is_shadowed_and_evaluated_in_one_window(

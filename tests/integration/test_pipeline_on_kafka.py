@@ -22,8 +22,9 @@ from stream.connectors.kafka import (
     produce,
     warn_on_a_small_dead_letter_limit,
 )
+from stream.core.topics import Topics
 from stream.replay.run import group_partition
-from stream.settings import Settings, Topics
+from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, values
 from tests.schemas import assert_valid
 
@@ -35,9 +36,7 @@ T0 = "2026-01-05T10:{:02d}:{:02d}Z"  # event times are fixed history: windows us
 @pytest.fixture
 def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
-    # fixed 2026 event times, produced now: no age horizon (it would dead-letter them)
-    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap,
-                              "max_event_age_s": 0}).replace(
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
         app_id=f"signals-it-{run}", topic_prefix=f"it-{run}.", partitions=2,
         worker_data_dir=tmp_path / "worker", batch_max_size=16, batch_max_wait_s=0.2,
         model_threads=1, window_grace_s=120, log_format="json")
@@ -51,16 +50,14 @@ def valid_event(i: int, minute: int, second: int, content_type: str, market: str
             "market": market, **text_field}
 
 
-def one_per_partition(first: int, content_type: str, market: str,
-                      partitions: int) -> list[dict[str, Any]]:
-    """Events at 10:20 whose content_id keys put one on each input partition."""
-    found: dict[int, dict[str, Any]] = {}
-    i = first
-    while len(found) < partitions:
-        event = valid_event(i, 20, 0, content_type, market)
-        found.setdefault(group_partition(event["content_id"].encode(), partitions), event)
-        i += 1
-    return list(found.values())
+def ids_on_each_partition(first: int, partitions: int) -> list[int]:
+    """One event number per input partition, from `first` on: ``c-<n>`` keys land there."""
+    chosen: dict[int, int] = {}
+    n = first
+    while len(chosen) < partitions:
+        chosen.setdefault(group_partition(f"c-{n}".encode(), partitions), n)
+        n += 1
+    return sorted(chosen.values())
 
 
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
@@ -70,14 +67,16 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
     # Group A (track × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
     # Group B (comment × GB): 4 events in [10:00, 10:01). The enriched topic is re-keyed, so
     # records from the two input partitions interleave there: 120 s of grace absorbs that.
-    # Once those are processed, one "closer" per group and input partition at 10:20 moves each
-    # partition's watermark (the minimum over the input partitions) past every earlier window
-    # end + grace, so they close.
+    # Once those are processed, "closers" at 10:20 move each partition's watermark past every
+    # earlier window end + grace, so they close.
     group_a = [valid_event(i, 0, 10 * i, "track", "US") for i in range(5)]
     group_a += [valid_event(5 + i, 1, 5 + 10 * i, "track", "US") for i in range(3)]
     group_b = [valid_event(8 + i, 0, 7 + 10 * i, "comment", "GB") for i in range(4)]
-    closers = [closer for i, kind, market in ((12, "track", "US"), (20, "comment", "GB"))
-               for closer in one_per_partition(i, kind, market, it_settings.partitions)]
+    # The watermark is the minimum over the input partitions, so each group needs a closer from
+    # every input partition (keyed by content_id: ids chosen by the producer's own partitioner).
+    closers = [valid_event(i, 20, 0, kind, market)
+               for kind, market, first in (("track", "US", 100), ("comment", "GB", 200))
+               for i in ids_on_each_partition(first, it_settings.partitions)]
     valid = group_a + group_b + closers
     malformed = [
         b'{"event_id": "broken", ',                                   # invalid JSON

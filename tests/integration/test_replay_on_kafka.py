@@ -36,9 +36,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
-    # fixed 2026 event times, produced now: no age horizon (it would dead-letter them)
-    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap,
-                              "max_event_age_s": 0}).replace(
+    return Settings.load({}, {"bootstrap_servers": kafka_bootstrap}).replace(
         app_id=f"replay-it-{run}", topic_prefix=f"rp-{run}.", partitions=2,
         worker_data_dir=tmp_path / "worker", batch_max_size=8, batch_max_wait_s=0.2,
         model_threads=1, log_format="json")

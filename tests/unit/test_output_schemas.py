@@ -4,14 +4,14 @@ Records come from the real code paths (`process_batch` with the real models, a c
 replay-style pipeline and a real file-to-file `signals replay`, the real `WindowAggregator` with
 the signal and model-eval folders) and are validated as they go on the wire (orjson bytes, parsed
 back). The schemas themselves are checked against the draft-07 meta-schema, against the topic list
-in `stream.settings.Topics`, and for actually rejecting wrong records.
+in `stream.core.topics.REGISTRY`, and for actually rejecting wrong records.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,23 @@ import orjson
 import pytest
 
 from stream.core.builder import build_pipeline
-from stream.core.pipeline import BatchOutput, OutRecord, Pipeline, dead_letter, dumps, process_batch
+from stream.core.outputs import Record, ShadowRecord, Signal, dumps, serialise
+from stream.core.pipeline import BatchOutput, Pipeline, dead_letter, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import REGISTRY, Topics
 from stream.errors import Rejection, RejectReason
 from stream.models.manifest import load_manifest
-from stream.models.shadow import eval_folder, load_references, shadow_record
+from stream.models.shadow import eval_folder, load_references
+from stream.paths import CHECKOUT
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
-from stream.settings import REPO_ROOT, Settings, Topics
+from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
@@ -121,8 +124,9 @@ SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
 SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 
 
-def values(records: list[OutRecord]) -> list[dict[str, Any]]:
-    return [orjson.loads(r.value) for r in records]
+def values(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """The records' values as a sink writes them, read back."""
+    return [orjson.loads(serialise(r).value) for r in records]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,12 +287,14 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
                                    include_processing=run_id is None)
     message = RawMessage(b'{"event_id": "e"}', Position(TOPICS.events, 2, 7), key=b"k",
                          timestamp_ms=1)
-    letters = [orjson.loads(dead_letter(message, Rejection(reason, f"because {reason}"),
-                                        pipeline).value)
-               for reason in RejectReason]
+    letters = values([dead_letter(message, Rejection(reason, f"because {reason}"), pipeline)
+                      for reason in RejectReason])
     assert_valid(TOPICS.dlq, letters)
-    assert_valid(TOPICS.dlq, [orjson.loads(dead_letter(message, Rejection(
-        RejectReason.PROCESSING, "RuntimeError: boom")).value)])        # no pipeline given
+    assert_valid(TOPICS.dlq, values([dead_letter(message, Rejection(
+        RejectReason.PROCESSING, "RuntimeError: boom"))]))        # no pipeline given
+    huge = RawMessage(b"z" * (3 * 1024 * 1024), Position(TOPICS.events, 0, 9))
+    assert_valid(TOPICS.dlq, values([dead_letter(huge, Rejection(RejectReason.TOO_LARGE, "big"),
+                                                 pipeline)]))    # described, not copied
 
 
 def test_shadow_records_match_the_schema(live: BatchOutput) -> None:
@@ -377,9 +383,9 @@ def test_a_score_drift_that_cannot_be_computed_is_null_on_the_wire() -> None:
     reference = {"predicted": {"a": 5}, "histograms": {"a": [1] * 10}}
     folder = eval_folder({"m-1": reference})
     aggregator = WindowAggregator({}, (TumblingWindow(60_000),), 0, folder=folder)
-    side = {"model": "m-1", "label": "b", "score": 0.9, "scores": {"b": 0.9}}
-    aggregator.update("t", shadow_record("t", 1_000, side, {**side, "model": "m-2"},
-                                         event_id="e-1", content_id="c-1"), 0)
+    side = Signal(model="m-1", label="b", score=0.9, scores={"b": 0.9})
+    aggregator.update("t", ShadowRecord("t", 1_000, "e-1", "c-1", side,
+                                        dataclasses.replace(side, model="m-2")).to_json(), 0)
     [window] = [orjson.loads(dumps(w)) for w in aggregator.flush()]
     assert window["psi"]["champion"]["scores"] is None
     assert_valid(TOPICS.model_eval, [window])
@@ -425,6 +431,12 @@ def documented_fields(node: Any, path: str = "#") -> Iterator[tuple[str, dict[st
 
 def test_every_topic_has_a_schema_file_named_after_it() -> None:
     assert {p.stem for p in schema_files()} == set(TOPICS.all())
+    assert {p.name for p in schema_files()} == {spec.schema for spec in REGISTRY}
+
+
+def test_the_registry_and_the_topic_names_list_the_same_roles_in_order() -> None:
+    assert [f.name for f in dataclasses.fields(Topics)] == [spec.role for spec in REGISTRY]
+    assert Topics.with_prefix("p.").all() == tuple(f"p.{spec.name}" for spec in REGISTRY)
 
 
 @pytest.mark.parametrize("path", schema_files(), ids=lambda p: p.name)
@@ -484,7 +496,7 @@ def test_the_event_fields_of_outputs_match_the_input_contract() -> None:
 ])
 def test_the_signals_schema_rejects_broken_records(live: BatchOutput,
                                                    breaks: Callable[[dict[str, Any]], Any]) -> None:
-    record = orjson.loads(live.signals[0].value)
+    [record] = values(live.signals[:1])
     validator(TOPICS.signals)(record)
     breaks(record)
     with pytest.raises(fastjsonschema.JsonSchemaException):

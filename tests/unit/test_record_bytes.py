@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from stream.core.outputs import Record, serialise
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
@@ -32,6 +33,12 @@ BATCH = 16
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def keyed_sha(record: Record) -> str:
+    """The digest of what a sink writes for `record`: its key and value bytes."""
+    out = serialise(record)
+    return sha(out.key + b"\0" + out.value)
 
 
 def golden_events(tmp_path: Path) -> Path:
@@ -55,11 +62,11 @@ def worker_records(pipeline: Pipeline, settings: Settings,
     aggregator = WindowAggregator({}, window_kinds(settings), settings.window_grace_s * 1000)
     for start in range(0, len(messages), BATCH):
         batch = process_batch(quiet, messages[start:start + BATCH])
-        out["signals"] += [sha(r.key + b"\0" + r.value) for r in batch.signals]
-        out["dead_letters"] += [sha(r.key + b"\0" + r.value) for r in batch.dead_letters]
+        out["signals"] += [keyed_sha(r) for r in batch.signals]
+        out["dead_letters"] += [keyed_sha(r) for r in batch.dead_letters]
         for record in batch.enriched:
-            out["enriched"].append(sha(record.key + b"\0" + record.value))
-            value = orjson.loads(record.value)
+            out["enriched"].append(keyed_sha(record))
+            value = orjson.loads(serialise(record).value)   # as the aggregate agent reads it
             closed = aggregator.update(value["group"], value, 0)
             out["windows"] += [sha(orjson.dumps(w)) for w in closed]
     out["windows"] += [sha(orjson.dumps(w)) for w in aggregator.flush()]
