@@ -15,8 +15,10 @@ Reading guide, in the order data flows (one subpackage per room):
 4. `stream.windows`       event-time windows: `aggregator` (assign, fold, close).
 5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `sinks`, `logs`,
                           `run` (`build_pipeline`, `run_worker`).
-6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `broker` (a local
-                          Kafka from Maven Central).
+6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `security` (the one
+                          translation of the security settings), `probe` (one connection that
+                          says why a login fails), `broker` (a local Kafka from Maven Central)
+                          and `broker_auth` (its ``--auth scram`` mode).
 
 Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
 offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
