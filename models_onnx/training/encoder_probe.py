@@ -184,12 +184,19 @@ def main() -> int:
     def save(done: dict[str, Any]) -> None:   # after every task: a stopped run resumes
         args.out.write_text(json.dumps(done, indent=1) + "\n")
 
+    started = time.perf_counter()
+    results["setup"] = {"seed": 0, "bootstrap": 1000, "caps": CAPS, "max_tokens": 128,
+                        "data_sha256": {task: hashlib.sha256((DATA_DIR / f"{task}.jsonl")
+                                                             .read_bytes()).hexdigest()
+                                        for task in TASKS}}
     version, encode = current_encoder()
     probe(version, encode, args.cache, results, save)
     for name, candidate in CANDIDATES.items():
         jar_encode, sha = jar_encoder(candidate, args.jars)
         results[f"{name}|jar_sha256"] = sha
         probe(name, jar_encode, args.cache, results, save)
+    results["setup"]["wall_s"] = round(time.perf_counter() - started, 1)
+    save(results)
     return 0
 
 
