@@ -40,8 +40,8 @@ def ops_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 
 def total(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
-    return sum(s.value for s in samples.get(name, [])
-               if all(s.labels.get(k) == v for k, v in labels.items()))
+    return float(sum(s.value for s in samples.get(name, [])
+               if all(s.labels.get(k) == v for k, v in labels.items())))
 
 
 def demo_lines() -> list[tuple[bytes | None, bytes]]:
