@@ -15,5 +15,6 @@ USER signals
 ENV SIGNALS_MODELS_DIR=/app/models_onnx \
     SIGNALS_SCHEMAS_DIR=/app/schemas \
     SIGNALS_WORKER_DATA_DIR=/app/.kafka/worker
+EXPOSE 9180
 ENTRYPOINT ["signals"]
 CMD ["worker"]
