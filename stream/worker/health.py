@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import structlog
 from stream.worker.metrics import TopicPartition, WorkerMetrics
 
 log = structlog.get_logger("stream.worker.health")
-POSITION_TIMEOUT_S = 1.0
+REQUEST_TIMEOUT_S = 1.0  # a scrape must answer well within Prometheus' 10 s timeout
 
 
 @dataclass
@@ -68,18 +69,35 @@ async def consumer_lags(app: Any, topics: Collection[str]) -> Mapping[TopicParti
         assignment = [tp for tp in consumer.assignment() if tp.topic in topics]
     except Exception:   # not started yet, or stopping: no assignment to report
         return {}
+    highwaters = await _highwaters(consumer, assignment)
     lags: dict[TopicPartition, int | None] = {}
     for tp in assignment:
-        lags[(tp.topic, tp.partition)] = await _lag(consumer, tp)
+        lags[(tp.topic, tp.partition)] = await _lag(consumer, tp, highwaters.get(tp))
     return lags
 
 
-async def _lag(consumer: Any, tp: Any) -> int | None:
+async def _highwaters(consumer: Any, tps: list[Any]) -> dict[Any, int | None]:
+    """The highwater of each partition from the last fetch; one ListOffsets request for those
+    not fetched from yet (an idle partition has a lag too: 0)."""
+    known: dict[Any, int | None] = {}
+    for tp in tps:
+        try:
+            known[tp] = consumer.highwater(tp)
+        except Exception:
+            known[tp] = None
+    missing = [tp for tp, highwater in known.items() if highwater is None]
+    # the broker is slow or we are rebalancing: those stay unknown
+    with contextlib.suppress(Exception):
+        if missing:
+            known.update(await asyncio.wait_for(consumer.highwaters(*missing), REQUEST_TIMEOUT_S))
+    return known
+
+
+async def _lag(consumer: Any, tp: Any, highwater: int | None) -> int | None:
+    if highwater is None:
+        return None
     try:
-        highwater = consumer.highwater(tp)
-        position = await asyncio.wait_for(consumer.position(tp), POSITION_TIMEOUT_S)
+        position = await asyncio.wait_for(consumer.position(tp), REQUEST_TIMEOUT_S)
     except Exception:   # revoked meanwhile, or the consumer is rebalancing
         return None
-    if highwater is None or position is None:
-        return None
-    return max(0, int(highwater) - int(position))
+    return None if position is None else max(0, int(highwater) - int(position))
