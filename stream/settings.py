@@ -63,6 +63,7 @@ class Settings:
     model_eval_window_s: int = 300
     worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
     web_port: int = 6066
+    spark_master: str = ""  # replay --engine spark: "" = spark-submit's --master, else local[*]
     log_level: str = "INFO"
     log_format: str = "json"
 
