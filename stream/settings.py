@@ -81,6 +81,7 @@ class Settings:
     # broker's group.min/max.session.timeout.ms (6 s .. 30 min by default)
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 3.0
+    spark_master: str = ""  # replay --engine spark: "" = spark-submit's --master, else local[*]
     log_level: str = "INFO"
     log_format: str = "json"
 

@@ -30,7 +30,7 @@ _CONNECTION_FLAGS = ("bootstrap_servers", "security_protocol", "sasl_mechanism",
 _WORKER_FLAGS = ("batch_max_size", "batch_max_wait_s", "encoder_bucket_size", "model_threads",
                  "model_spinning",
                  "models_dir", "tumbling_window_s", "hopping_window_s", "hopping_step_s",
-                 "window_grace_s", "include_embedding")
+                 "window_grace_s", "include_embedding", "spark_master")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

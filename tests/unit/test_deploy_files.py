@@ -63,3 +63,6 @@ def test_the_spark_extra_pins_the_version_whose_connector_the_pom_fetches() -> N
     assert match
     pyproject = (CHECKOUT / "pyproject.toml").read_text()
     assert f'spark = ["pyspark=={match.group(1)}"]' in pyproject
+    from stream.replay.spark import SPARK_VERSION  # what the job checks pyspark against
+
+    assert match.group(1) == SPARK_VERSION
