@@ -7,14 +7,15 @@ COPY pyproject.toml README.md ./
 COPY stream ./stream
 COPY schemas ./schemas
 COPY models_onnx ./models_onnx
+COPY deploy/demo ./deploy/demo
+COPY deploy/kafka/pom.xml deploy/kafka/server.properties deploy/kafka/log4j2.properties ./deploy/kafka/
+COPY tests/golden ./tests/golden
 RUN pip install --no-cache-dir . \
     && useradd --create-home signals \
     && mkdir -p /app/.kafka && chown signals /app/.kafka
 USER signals
-# Installed as a regular (non-editable) package, so point the worker at the copied folders.
-ENV SIGNALS_MODELS_DIR=/app/models_onnx \
-    SIGNALS_SCHEMAS_DIR=/app/schemas \
-    SIGNALS_WORKER_DATA_DIR=/app/.kafka/worker
+# The wheel carries its models and schemas (pyproject's data-files, found by stream/paths.py).
+ENV SIGNALS_WORKER_DATA_DIR=/app/.kafka/worker
 EXPOSE 9180
 ENTRYPOINT ["signals"]
 CMD ["worker"]

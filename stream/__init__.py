@@ -15,12 +15,48 @@ Reading guide, in the order data flows (one subpackage per room):
 4. `stream.windows`       event-time windows: `aggregator` (assign, fold, close).
 5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `sinks`, `logs`,
                           `run` (`build_pipeline`, `run_worker`).
-6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `broker` (a local
-                          Kafka from Maven Central).
+6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `security` (the one
+                          translation of the security settings), `probe` (one connection that
+                          says why a login fails), `broker` (a local Kafka from Maven Central)
+                          and `broker_auth` (its ``--auth scram`` mode).
 
 Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
 offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
 `stream.cli` (the `signals` command, the demo).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# The public surface: what a user may import from `stream` (pinned by tests/unit/test_public.py).
+# Resolved on first use, so `import stream` (and `signals --help`) loads no models or Faust.
+_EXPORTS = {
+    "Settings": "stream.settings",
+    "RawMessage": "stream.core.records", "Position": "stream.core.records",
+    "ContentEvent": "stream.core.records",
+    "Signal": "stream.core.outputs", "SignalRecord": "stream.core.outputs",
+    "EnrichedRecord": "stream.core.outputs", "DeadLetter": "stream.core.outputs",
+    "ShadowRecord": "stream.core.outputs", "WindowRecord": "stream.core.outputs",
+    "serialise": "stream.core.outputs",
+    "Pipeline": "stream.core.pipeline", "BatchOutput": "stream.core.pipeline",
+    "process_batch": "stream.core.pipeline", "build_pipeline": "stream.core.builder",
+    "Topics": "stream.core.topics", "TopicSpec": "stream.core.topics",
+    "TumblingWindow": "stream.windows.kinds", "HoppingWindow": "stream.windows.kinds",
+    "WindowAggregator": "stream.windows.aggregator",
+    "Rejection": "stream.errors", "RejectReason": "stream.errors",
+    "SignalsError": "stream.errors", "ConfigError": "stream.errors",
+    "ModelError": "stream.errors", "InputFileError": "stream.errors",
+    "BrokerError": "stream.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

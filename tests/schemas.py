@@ -11,9 +11,9 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from stream.settings import REPO_ROOT
+from stream.paths import CHECKOUT
 
-SCHEMAS = REPO_ROOT / "schemas"
+SCHEMAS = CHECKOUT / "schemas"
 
 
 def schema_path(topic: str) -> Path:

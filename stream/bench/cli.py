@@ -75,12 +75,12 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
                            bucket_sizes=args.bucket_sizes)
-    print("\n".join(summary_lines(run_bench(request, settings))))
+    print("\n".join(bench_summary(run_bench(request, settings))))
     print(f"wrote {out}")
     return 0
 
 
-def summary_lines(result: dict[str, Any]) -> list[str]:
+def bench_summary(result: dict[str, Any]) -> list[str]:
     env, stage, bucket = result["environment"], result["stages"], result["bucketing"]
     lines = [f"bench: {result['input']['events']} events, model_threads={env['model_threads']}, "
              f"encoder_bucket_size={env['encoder_bucket_size']}, {env['cpus_usable']} CPUs",

@@ -46,17 +46,18 @@ import tokenizers
 
 from stream.buildinfo import git_commit
 from stream.core.batching import MicroBatcher, length_buckets
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import ContentEvent, RawMessage
 from stream.errors import ConfigError, InputFileError
 from stream.models.encoder import TextEncoder
 from stream.models.onnx_session import sha256_of
+from stream.paths import DATA_ROOT
 from stream.replay.sources import FileSource, count_lines
-from stream.settings import REPO_ROOT, Settings
-from stream.worker.run import build_pipeline
+from stream.settings import Settings
 
-DEFAULT_DATA = (REPO_ROOT / "tests" / "golden" / "events.jsonl",
-                REPO_ROOT / "deploy" / "demo" / "events.jsonl")
+DEFAULT_DATA = (DATA_ROOT / "tests" / "golden" / "events.jsonl",
+                DATA_ROOT / "deploy" / "demo" / "events.jsonl")
 T = TypeVar("T")
 R = TypeVar("R")
 

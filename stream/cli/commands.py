@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import orjson
+from typing import Any
 
 from stream.connectors.broker import LocalBroker
-from stream.errors import InputFileError
-from stream.settings import REPO_ROOT, Settings
+from stream.connectors.jsonl import keyed_lines, open_input, read_lines
+from stream.paths import DATA_ROOT, STATE_ROOT
+from stream.settings import Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 Subparsers = Any
@@ -24,14 +23,20 @@ def add_broker(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, default=9092)
     parser.add_argument("--controller-port", type=int, default=None,
                         help="KRaft controller port (default: port + 1)")
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".kafka" / "broker")
+    parser.add_argument("--ssl-port", type=int, default=None,
+                        help="with --auth scram: the SASL_SSL port (default: port + 2)")
+    parser.add_argument("--auth", choices=("none", "scram"), default="none",
+                        help="scram: SASL SCRAM-SHA-512 on --port (SASL_PLAINTEXT) and --ssl-port "
+                             "(SASL_SSL, a generated CA); prints the client settings")
+    parser.add_argument("--data-dir", type=Path, default=STATE_ROOT / ".kafka" / "broker")
     parser.add_argument("--clean", action="store_true", help="with stop: delete the broker's data")
     parser.set_defaults(run=run_broker)
 
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:
     broker = LocalBroker(data_dir=args.data_dir, port=args.port,
-                         controller_port=args.controller_port or args.port + 1)
+                         controller_port=args.controller_port or args.port + 1,
+                         auth=args.auth, ssl_port=args.ssl_port or args.port + 2)
     if args.action == "start":
         print(broker.start())
     elif args.action == "stop":
@@ -67,38 +72,16 @@ def add_produce(sub: Subparsers, connection: AddOptions) -> None:
 
 
 def run_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.connectors.kafka import produce
+    from stream.connectors.kafka import ensure_topic, produce
 
     topic = args.topic or settings.topics.events
     with open_input(args.file) as handle:   # fail on a bad path before connecting to Kafka
+        if ensure_topic(settings, topic):
+            print(f"created topic {topic} ({settings.partitions} partitions, replication "
+                  f"{settings.replication_factor})", file=sys.stderr)
         count = produce(settings, topic, keyed_lines(read_lines(handle)))
     print(f"produced {count} records to {topic}")
     return 0
-
-
-def open_input(path: Path) -> BinaryIO:
-    """The file to read events from ('-' is stdin), or an InputFileError that names it."""
-    if str(path) == "-":
-        return sys.stdin.buffer
-    try:
-        return path.open("rb")
-    except OSError as exc:
-        raise InputFileError(f"cannot read {path}: {exc.strerror}") from exc
-
-
-def read_lines(handle: BinaryIO) -> Iterator[bytes]:
-    """Non-blank lines as bytes, exactly as written (invalid ones too: the DLQ gets them)."""
-    return (line.rstrip(b"\r\n") for line in handle if line.strip())
-
-
-def keyed_lines(lines: Iterator[bytes]) -> Iterator[tuple[bytes | None, bytes]]:
-    """Key each line by its content_id when it has one (the input topic's partitioning key)."""
-    for line in lines:
-        try:
-            content_id = orjson.loads(line).get("content_id")
-        except (orjson.JSONDecodeError, AttributeError):
-            content_id = None
-        yield (content_id.encode() if isinstance(content_id, str) else None), line
 
 
 def add_tail(sub: Subparsers, connection: AddOptions) -> None:
@@ -124,7 +107,7 @@ def run_tail(args: argparse.Namespace, settings: Settings) -> int:
 def add_demo(sub: Subparsers) -> None:
     parser = sub.add_parser("demo", help="run the whole pipeline on sample events and print it")
     parser.add_argument("--events", type=Path,
-                        default=REPO_ROOT / "deploy" / "demo" / "events.jsonl")
+                        default=DATA_ROOT / "deploy" / "demo" / "events.jsonl")
     parser.add_argument("--port", type=int, default=9192, help="port of the demo's own broker")
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--keep-broker", action="store_true",

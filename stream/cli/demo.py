@@ -22,12 +22,13 @@ import numpy as np
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.cli.commands import keyed_lines, open_input, read_lines
 from stream.connectors.broker import LocalBroker
+from stream.connectors.jsonl import keyed_lines, open_input, read_lines
 from stream.connectors.kafka import consumer, ensure_topics, produce
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import STATE_ROOT
+from stream.settings import Settings
 
-DEMO_DIR = REPO_ROOT / ".kafka" / "demo"
+DEMO_DIR = STATE_ROOT / ".kafka" / "demo"
 
 
 @dataclass
@@ -50,8 +51,10 @@ class Demo:
         step("starting a fresh single-node Kafka (KRaft) from deploy/kafka/lib")
         broker.stop(clean=True)
         print("   ", broker.start())
+        # the demo's events are a fixed day of history, produced now: no age horizon for them
         settings = self.settings.replace(bootstrap_servers=broker.bootstrap,
-                                         worker_data_dir=DEMO_DIR / "worker", log_format="json")
+                                         worker_data_dir=DEMO_DIR / "worker", log_format="json",
+                                         max_event_age_s=0)
         worker: subprocess.Popen[bytes] | None = None
         try:
             ensure_topics(settings)
@@ -61,7 +64,7 @@ class Demo:
                 base = ops_url(settings)
                 print(f"    metrics {base}/metrics · liveness {base}/healthz · "
                       f"readiness {base}/readyz")
-            step(f"producing {len(lines)} events from {self.events.relative_to(REPO_ROOT)}")
+            step(f"producing {len(lines)} events from {self.events.name}")
             produce(settings, settings.topics.events, lines)
             step("reading content.signals.v1, content.events.dlq.v1 and signals.windows.v1")
             self.watch(settings, expected=len(lines))

@@ -2,7 +2,7 @@
 
 Per batch: the language model once on the texts, the encoder once (one ONNX call per length
 bucket), then each classification head once on the embeddings. The result per event is an
-`Enrichment`: the embedding and ``{task: {label, score, model, ...}}`` for each model that ran.
+`Enrichment`: the embedding and a `stream.core.outputs.Signal` per task whose model ran.
 
 Content-type routing: each head runs (once per batch) on the items of the content types it was
 trained for (``applies_to`` in its manifest entry): topic on shows, episodes and audiobooks;
@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from stream.core.outputs import Signal, Signals
 from stream.core.records import ContentEvent
-from stream.errors import ConfigError
-from stream.models.encoder import TextEncoder
-from stream.models.heads import HeadModel, LanguageModel
+from stream.models.heads import BatchView
+from stream.models.kinds import Classifier, load_classifier, load_encoder
 from stream.models.manifest import Manifest
 from stream.settings import Settings
 
@@ -59,8 +59,8 @@ def timed(timings: ModelTimings | None, task: str, version: str, call: Callable[
 @dataclass(frozen=True, slots=True)
 class Enrichment:
     embedding: np.ndarray | None
-    signals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    shadow: dict[str, dict[str, Any]] = field(default_factory=dict)  # challenger signals
+    signals: dict[str, Signal] = field(default_factory=dict)
+    shadow: dict[str, Signal] = field(default_factory=dict)  # challenger signals
 
 
 class Enricher:
@@ -71,30 +71,26 @@ class Enricher:
                  challengers: Mapping[str, str] | None = None) -> None:
         versions = versions or {}
         threads, spinning = settings.model_threads, settings.model_spinning
-        self.encoder = TextEncoder(
-            manifest.resolve(EMBEDDING_TASK, versions.get(EMBEDDING_TASK)),
-            bucket_size=settings.encoder_bucket_size,
-            threads=threads, spinning=spinning)
-        self.language = (LanguageModel(manifest.resolve(LANGUAGE_TASK,
-                                                        versions.get(LANGUAGE_TASK)),
-                                       threads=threads, spinning=spinning)
-                         if LANGUAGE_TASK in manifest.active else None)
-        self.heads = [HeadModel(manifest.resolve(task, versions.get(task)), threads=threads,
-                                spinning=spinning)
-                      for task in manifest.active
-                      if manifest.resolve(task, versions.get(task)).kind == "head"]
-        self.challengers = [load_challenger(manifest, task, version, threads=threads,
+        self.encoder = load_encoder(
+            manifest.resolve(EMBEDDING_TASK, versions.get(EMBEDDING_TASK)), threads=threads,
+            spinning=spinning, bucket_size=settings.encoder_bucket_size)
+        specs = [manifest.resolve(task, versions.get(task))
+                 for task in manifest.active if task != EMBEDDING_TASK]
+        self.classifiers = [load_classifier(spec, threads=threads, spinning=spinning)
+                            for spec in specs]
+        self.challengers = [load_classifier(manifest.resolve(task, version), threads=threads,
                                             spinning=spinning)
                             for task, version in (challengers or {}).items()]
 
     @property
     def versions(self) -> dict[str, str]:
         """Task → model version of every model this enricher runs."""
-        result = {EMBEDDING_TASK: self.encoder.version}
-        if self.language is not None:
-            result[LANGUAGE_TASK] = self.language.version
-        result |= {head.task: head.version for head in self.heads}
-        return result
+        return {EMBEDDING_TASK: self.encoder.version,
+                **{model.task: model.version for model in self.classifiers}}
+
+    @property
+    def language(self) -> Classifier | None:
+        return next((m for m in self.classifiers if m.task == LANGUAGE_TASK), None)
 
     def enrich(self, events: Sequence[ContentEvent],
                timings: ModelTimings | None = None) -> list[Enrichment]:
@@ -103,71 +99,38 @@ class Enricher:
         texts = [events[i].model_text for i in with_text]
         encoder = self.encoder
         embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
-        per_item: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
-        language = self.language
-        if language is not None:
-            predicted = timed(timings, LANGUAGE_TASK, language.version,
-                              partial(language.predict, texts))
-            for signals, lang in zip(per_item, predicted, strict=True):
-                signals[LANGUAGE_TASK] = lang
-        types = [events[i].content_type for i in with_text]
-        self._run_heads(per_item, embeddings, types, texts, timings)
-        shadows = self._run_challengers(embeddings, types, texts, timings)
+        batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
+        per_item = self._run(self.classifiers, batch, timings)
+        shadows = self._run(self.challengers, batch, timings)
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
-            result[i] = Enrichment(embedding=embeddings[row], signals=per_item[row],
+            result[i] = Enrichment(embedding=batch.embeddings[row], signals=per_item[row],
                                    shadow=shadows[row])
         return result
 
-    def _run_heads(self, per_item: list[dict[str, dict[str, Any]]], embeddings: np.ndarray,
-                   types: list[str], texts: list[str], timings: ModelTimings | None) -> None:
-        """Each head once, on the rows of the content types it applies to."""
-        english = [is_english(signals, len(text))
-                   for signals, text in zip(per_item, texts, strict=True)]
-        for head in self.heads:
-            rows = [r for r, t in enumerate(types) if t in head.head.applies_to]
-            predicted = timed(timings, head.task, head.version,
-                              partial(head.predict, embeddings[rows]))
-            for r, signal in zip(rows, predicted, strict=True):
-                if head.head.english_only and not english[r]:
-                    signal = {**signal, "reliable": False, "flagged": []}
-                per_item[r][head.task] = signal
-
-    def _run_challengers(self, embeddings: np.ndarray, types: list[str], texts: list[str],
-                         timings: ModelTimings | None) -> list[dict[str, dict[str, Any]]]:
-        shadows: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
-        for challenger in self.challengers:
-            if isinstance(challenger, LanguageModel):
-                rows = list(range(len(texts)))
-                call: Callable[[], list[dict[str, Any]]] = partial(challenger.predict, texts)
-            else:
-                rows = [r for r, t in enumerate(types) if t in challenger.head.applies_to]
-                call = partial(challenger.predict, embeddings[rows])
-            predictions = timed(timings, challenger.task, challenger.version, call)
-            for r, signal in zip(rows, predictions, strict=True):
-                shadows[r][challenger.task] = signal
-        return shadows
+    @staticmethod
+    def _run(models: Sequence[Classifier], batch: BatchView,
+             timings: ModelTimings | None) -> list[dict[str, Signal]]:
+        """Each model once on the batch, language first: an English-only model's signal on a
+        text the language model calls non-English is marked unreliable (and flags nothing)."""
+        per_item: list[dict[str, Signal]] = [{} for _ in batch.texts]
+        english: list[bool] | None = None
+        for model in sorted(models, key=lambda m: m.task != LANGUAGE_TASK):
+            classified = timed(timings, model.task, model.version, partial(model.classify, batch))
+            for row, signal in classified:
+                if model.contract.english_only:
+                    english = english or [is_english(s, len(text))
+                                          for s, text in zip(per_item, batch.texts, strict=True)]
+                    signal = signal if english[row] else signal.unreliable()
+                per_item[row][model.task] = signal
+        return per_item
 
 
-def load_challenger(manifest: Manifest, task: str, version: str, *,
-                    threads: int, spinning: bool = False) -> HeadModel | LanguageModel:
-    """A challenger runs beside the champion of its task on the same batch; only heads and the
-    language model can be challenged (a new encoder would need heads trained on it)."""
-    spec = manifest.resolve(task, version)
-    if spec.kind == "head":
-        return HeadModel(spec, threads=threads, spinning=spinning)
-    if task == LANGUAGE_TASK:
-        return LanguageModel(spec, threads=threads, spinning=spinning)
-    raise ConfigError(f"cannot run a challenger for {task!r}: only classification heads and "
-                      "the language model can be shadowed")
-
-
-
-def is_english(signals: Mapping[str, Mapping[str, Any]], text_length: int) -> bool:
+def is_english(signals: Signals, text_length: int) -> bool:
     """English unless the language model is confident it is something else (and, for a text
     shorter than SHORT_TEXT_CHARS, all but certain)."""
     language = signals.get(LANGUAGE_TASK)
-    if language is None or language["label"] == "en":
+    if language is None or language.label == "en":
         return True
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
-    return float(language["score"]) < needed
+    return language.score < needed

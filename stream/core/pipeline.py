@@ -7,33 +7,28 @@ Kafka. Every input message yields exactly one signal record or one dead letter.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-import orjson
 import structlog
 
 from stream.core.enrich import Enricher, Enrichment
+from stream.core.outputs import (
+    DeadLetter,
+    EnrichedRecord,
+    Processing,
+    ShadowRecord,
+    SignalRecord,
+)
 from stream.core.records import ContentEvent, RawMessage
 from stream.core.rules import aggregation_group, flags_for
 from stream.core.validate import Validator
 from stream.errors import Rejection, RejectReason
-from stream.models.shadow import shadow_record
 
-DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-DLQ_UTF8_MAX_BYTES = 65_536  # larger originals are kept in the dead letter as base64 only
 log = structlog.get_logger("stream.core.pipeline")
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    key: bytes
-    value: bytes
 
 
 @dataclass(slots=True)
@@ -49,10 +44,10 @@ class BatchStats:
 
 @dataclass(slots=True)
 class BatchOutput:
-    signals: list[OutRecord] = field(default_factory=list)
-    enriched: list[OutRecord] = field(default_factory=list)
-    dead_letters: list[OutRecord] = field(default_factory=list)
-    shadow: list[OutRecord] = field(default_factory=list)  # champion vs challenger, keyed by task
+    signals: list[SignalRecord] = field(default_factory=list)
+    enriched: list[EnrichedRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    shadow: list[ShadowRecord] = field(default_factory=list)  # champion vs challenger, by task
     stats: BatchStats = field(default_factory=BatchStats)
 
 
@@ -72,7 +67,7 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     output = BatchOutput()
     events: list[tuple[RawMessage, ContentEvent]] = []
     for message in messages:
-        checked = pipeline.validate(message.value)
+        checked = pipeline.validate(message.value, message.timestamp_ms)
         if isinstance(checked, Rejection):
             output.dead_letters.append(dead_letter(message, checked, pipeline))
             output.stats.dead_letters[checked.reason.value] += 1
@@ -82,20 +77,19 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     elapsed_ms = (time.monotonic() - started) * 1000
     now_ms = int(time.time() * 1000)
     for message, event, enrichment in enriched_events:
-        record = signal_record(pipeline, message, event, enrichment)
-        if pipeline.include_processing:
-            record["processing"] = processing_info(message, now_ms, elapsed_ms)
-        output.signals.append(OutRecord(event.content_id.encode(), dumps(record)))
-        count_predictions(output.stats, enrichment, record["flags"])
+        processing = (processing_info(message, now_ms, elapsed_ms)
+                      if pipeline.include_processing else None)
+        signal = signal_record(pipeline, message, event, enrichment, processing)
+        output.signals.append(signal)
+        count_predictions(output.stats, signal)
         if event.has_text:
-            enriched = enriched_record(pipeline, event, enrichment)
-            output.enriched.append(OutRecord(enriched["group"].encode(), dumps(enriched)))
+            output.enriched.append(enriched_record(pipeline, message, event, enrichment))
         for task, challenger in enrichment.shadow.items():
             champion = enrichment.signals.get(task)
             if champion is not None:   # compared only where the champion ran too
-                shadow = shadow_record(task, event.event_time_ms, champion, challenger,
-                                       event_id=event.event_id, content_id=event.content_id)
-                output.shadow.append(OutRecord(task.encode(), dumps(shadow)))
+                output.shadow.append(ShadowRecord(
+                    task, event.event_time_ms, event.event_id, event.content_id, champion,
+                    challenger))
     return output
 
 
@@ -113,7 +107,7 @@ def enrich_isolating_failures(
     except Exception as batch_error:
         log.warning("batch_enrichment_failed", error=repr(batch_error), size=len(events))
         done: list[tuple[RawMessage, ContentEvent, Enrichment]] = []
-        failed: list[OutRecord] = []
+        failed: list[DeadLetter] = []
         for message, event in events:
             try:
                 done.append((message, event, enricher.enrich([event], timings)[0]))
@@ -128,84 +122,52 @@ def enrich_isolating_failures(
         return done
 
 
-def count_predictions(stats: BatchStats, enrichment: Enrichment, flags: Sequence[str]) -> None:
-    for task, signal in enrichment.signals.items():
-        stats.labels[(task, str(signal["model"]), str(signal["label"]))] += 1
-    stats.flags.update(flags)
+def count_predictions(stats: BatchStats, record: SignalRecord) -> None:
+    for task, signal in record.signals.items():
+        stats.labels[(task, signal.model, signal.label)] += 1
+    stats.flags.update(record.flags)
 
 
 def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
-                  enrichment: Enrichment) -> dict[str, Any]:
-    """The deterministic part of a ``content.signals.v1`` value (same input, same models → same)."""
-    record: dict[str, Any] = {
-        "event_id": event.event_id, "event_type": event.event_type,
-        "content_id": event.content_id, "content_type": event.content_type,
-        "event_time": event.event_time, "market": event.market,
-        "signals": enrichment.signals, "flags": flags_for(enrichment.signals),
-        "models": pipeline.enricher.versions if event.has_text else {},
-        "source": {"topic": message.position.topic, "partition": message.position.partition,
-                   "offset": message.position.offset},
-    }
-    if pipeline.include_embedding and enrichment.embedding is not None:
-        record["embedding"] = {"model": pipeline.enricher.versions["embedding"],
-                               "dim": int(enrichment.embedding.shape[0]),
-                               "values": enrichment.embedding}
-    if pipeline.run_id:
-        record["replay_id"] = pipeline.run_id
-    return record
+                  enrichment: Enrichment, processing: Processing | None = None) -> SignalRecord:
+    """A ``content.signals.v1`` record; all but `processing` is deterministic (same input, same
+    models → same record)."""
+    versions = pipeline.enricher.versions
+    embedding = enrichment.embedding if pipeline.include_embedding else None
+    return SignalRecord(
+        event_id=event.event_id, event_type=event.event_type, content_id=event.content_id,
+        content_type=event.content_type, event_time=event.event_time, market=event.market,
+        signals=enrichment.signals, flags=flags_for(enrichment.signals),
+        models=versions if event.has_text else {}, source=message.position,
+        embedding=embedding, embedding_model=versions["embedding"],
+        replay_id=pipeline.run_id, processing=processing)
 
 
-def enriched_record(pipeline: Pipeline, event: ContentEvent,
-                    enrichment: Enrichment) -> dict[str, Any]:
-    """The ``content.enriched.v1`` value: what the aggregation stage needs, keyed by its group."""
-    return {
-        "event_id": event.event_id, "event_type": event.event_type,
-        "content_id": event.content_id, "content_type": event.content_type,
-        "market": event.market, "creator_id": event.creator_id,
-        "event_time_ms": event.event_time_ms,
-        "group": aggregation_group(event, enrichment.signals),
-        "signals": enrichment.signals, "flags": flags_for(enrichment.signals),
-        "models": pipeline.enricher.versions,
-    }
+def enriched_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
+                    enrichment: Enrichment) -> EnrichedRecord:
+    """The ``content.enriched.v1`` record: what the aggregation stage needs, keyed by its group.
+    ``source`` is the input position: the window folds skip a record whose source offset they
+    already folded (a batch re-sent after a crash), so the aggregates count each input once."""
+    return EnrichedRecord(
+        event_id=event.event_id, event_type=event.event_type, content_id=event.content_id,
+        content_type=event.content_type, market=event.market, creator_id=event.creator_id,
+        event_time_ms=event.event_time_ms, group=aggregation_group(event, enrichment.signals),
+        signals=enrichment.signals, flags=flags_for(enrichment.signals),
+        models=pipeline.enricher.versions, source=message.position)
 
 
-def processing_info(message: RawMessage, now_ms: int, batch_ms: float) -> dict[str, Any]:
+def processing_info(message: RawMessage, now_ms: int, batch_ms: float) -> Processing:
     """Non-deterministic metadata, kept apart so replays can be compared without it."""
     queued = now_ms - message.timestamp_ms if message.timestamp_ms is not None else None
-    return {"processed_at_ms": now_ms, "batch_ms": round(batch_ms, 3), "end_to_end_ms": queued}
+    return Processing(processed_at_ms=now_ms, batch_ms=round(batch_ms, 3), end_to_end_ms=queued)
 
 
 def dead_letter(message: RawMessage, rejection: Rejection,
-                pipeline: Pipeline | None = None) -> OutRecord:
+                pipeline: Pipeline | None = None) -> DeadLetter:
     """A ``content.events.dlq.v1`` record: the original bytes, where they came from, and why."""
-    value = message.value or b""
-    text = readable_copy(value)
-    record = {
-        "original": {"value_b64": base64.b64encode(value).decode(), "value_utf8": text,
-                     "key_b64": base64.b64encode(message.key).decode() if message.key else None},
-        "source": {"topic": message.position.topic, "partition": message.position.partition,
-                   "offset": message.position.offset, "timestamp_ms": message.timestamp_ms},
-        "error": {"class": rejection.reason.value, "message": rejection.message},
-    }
-    if pipeline is None or pipeline.include_processing:
-        record["failed_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-    if pipeline is not None and pipeline.run_id:
-        record["replay_id"] = pipeline.run_id
-    key = message.key or f"{message.position.topic}-{message.position.partition}".encode()
-    return OutRecord(key, dumps(record))
-
-
-def readable_copy(value: bytes) -> str | None:
-    """The original as text for people, when it is UTF-8 and at most `DLQ_UTF8_MAX_BYTES`; the
-    base64 copy always holds it whole. One copy only for large messages keeps a dead letter under
-    the dead-letter topic's size limit (`stream.connectors.kafka.DLQ_MAX_MESSAGE_BYTES`)."""
-    if len(value) > DLQ_UTF8_MAX_BYTES:
-        return None
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def dumps(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record, option=DUMPS_OPTIONS)
+    live = pipeline is None or pipeline.include_processing
+    return DeadLetter(
+        value=message.value or b"", original_key=message.key, source=message.position,
+        timestamp_ms=message.timestamp_ms, reason=rejection.reason, message=rejection.message,
+        failed_at=datetime.now(UTC).isoformat(timespec="milliseconds") if live else None,
+        replay_id=pipeline.run_id if pipeline is not None else None)

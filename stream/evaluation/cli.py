@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream.errors import ConfigError
-from stream.models.manifest import load_manifest
+from stream.models.manifest import load_manifest, parse_task_versions
 from stream.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _fraction(text: str) -> float:
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     # ONNX Runtime, numpy and tqdm load only when evaluating: `signals --help` stays fast
     from stream.evaluation.gate import load_gate, load_result
-    from stream.evaluation.markdown import summary_lines
+    from stream.evaluation.markdown import result_summary
 
     if args.from_topic:
         return run_online(args, settings)
@@ -83,7 +83,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     gate = load_gate(settings.manifest_path) if args.baseline else None   # fail before the run
     baseline = load_result(args.baseline) if args.baseline else None
     result = evaluate_file(args, settings)
-    print("\n".join(summary_lines(result)))
+    print("\n".join(result_summary(result)))
     for note in result["notes"]:
         print(f"note: {note}")
     if args.out is not None:
@@ -101,12 +101,12 @@ def run_online(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
     from stream.connectors.kafka import read_topic
-    from stream.evaluation.online import summarise, summary_lines
+    from stream.evaluation.online import summarise, window_summary
 
     records = [orjson.loads(r.value) for r in
                read_topic(settings, args.from_topic, idle_timeout_s=args.idle_timeout)]
     summaries = summarise(records)
-    print("\n".join(summary_lines(summaries)))
+    print("\n".join(window_summary(summaries)))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "model_eval_summary.json").write_bytes(
@@ -117,9 +117,9 @@ def run_online(args: argparse.Namespace, settings: Settings) -> int:
 
 def evaluate_file(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Load the models, run the file through the pipeline, score it: the result dict."""
+    from stream.core.builder import build_pipeline
     from stream.evaluation.offline import evaluate, parse_label_map
     from stream.evaluation.scoring import ScoreOptions, build_result
-    from stream.worker.run import build_pipeline
 
     mapping = parse_label_map(args.map)
     pipeline = build_pipeline(settings, _versions(args.model, settings.manifest_path))
@@ -161,13 +161,9 @@ def _versions(pairs: list[str], manifest_path: Path) -> dict[str, str]:
     """``--model TASK=VERSION`` flags, each checked against the manifest."""
     manifest = load_manifest(manifest_path)
     versions = {}
-    for pair in pairs:
-        task, sep, version = (part.strip() for part in pair.partition("="))
-        if not (sep and task and version):
-            raise ConfigError(f"--model {pair!r}: write TASK=VERSION, e.g. "
-                              "--model language=langid-charngram-v1")
+    for task, version in parse_task_versions(pairs, "--model").items():
         if task not in manifest.active:
-            raise ConfigError(f"--model {pair!r}: no task {task!r} runs from {manifest_path}; "
-                              f"tasks: {sorted(manifest.active)}")
+            raise ConfigError(f"--model {task}={version}: no task {task!r} runs from "
+                              f"{manifest_path}; tasks: {sorted(manifest.active)}")
         versions[task] = manifest.resolve(task, version).version  # unknown: ConfigError
     return versions

@@ -9,7 +9,7 @@ CONFUSION_TABLE_UP_TO = 12
 HEADLINE = ("accuracy", "macro_f1", "micro_f1", "macro_precision", "macro_recall")
 
 
-def summary_lines(result: dict[str, Any]) -> list[str]:
+def result_summary(result: dict[str, Any]) -> list[str]:
     """One line per task for the terminal: n, the headline metrics with their intervals."""
     lines = []
     for task, scored in result["tasks"].items():

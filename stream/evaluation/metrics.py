@@ -29,7 +29,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, slots=True)
-class Counts:
+class LabelCounts:
     """Per-label true positives, false positives and false negatives."""
 
     tp: IntArray
@@ -48,15 +48,15 @@ def confusion_matrix(truth: IntArray, pred: IntArray, n_labels: int) -> IntArray
     return cm
 
 
-def counts_from_confusion(cm: IntArray) -> Counts:
+def counts_from_confusion(cm: IntArray) -> LabelCounts:
     tp = np.diag(cm).astype(np.int64)
-    return Counts(tp=tp, fp=cm.sum(axis=0) - tp, fn=cm.sum(axis=1) - tp)
+    return LabelCounts(tp=tp, fp=cm.sum(axis=0) - tp, fn=cm.sum(axis=1) - tp)
 
 
-def counts_from_indicators(truth: BoolArray, pred: BoolArray) -> Counts:
+def counts_from_indicators(truth: BoolArray, pred: BoolArray) -> LabelCounts:
     """Per-label binary counts of a multi-label problem."""
     t, p = np.asarray(truth, dtype=bool), np.asarray(pred, dtype=bool)
-    return Counts(tp=(t & p).sum(axis=0).astype(np.int64),
+    return LabelCounts(tp=(t & p).sum(axis=0).astype(np.int64),
                   fp=(~t & p).sum(axis=0).astype(np.int64),
                   fn=(t & ~p).sum(axis=0).astype(np.int64))
 
@@ -67,13 +67,13 @@ def _ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> FloatArray:
     return out
 
 
-def precision_recall_f1(c: Counts) -> tuple[FloatArray, FloatArray, FloatArray]:
+def precision_recall_f1(c: LabelCounts) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Per-label precision, recall and F1 (F1 = 2tp / (2tp + fp + fn))."""
     return (_ratio(c.tp, c.tp + c.fp), _ratio(c.tp, c.tp + c.fn),
             _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn))
 
 
-def averages(c: Counts) -> dict[str, float]:
+def averages(c: LabelCounts) -> dict[str, float]:
     """Micro averages over every label, macro averages over the labels with support."""
     tp, fp, fn = int(c.tp.sum()), int(c.fp.sum()), int(c.fn.sum())
     precision, recall, f1 = precision_recall_f1(c)

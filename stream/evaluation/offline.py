@@ -11,8 +11,9 @@ Two kinds of line are accepted (mixed freely):
   when it has them, otherwise a comment with its text — and ``label`` is the truth of ``--task``.
 
 Every record goes through `stream.core.pipeline.process_batch` with the pipeline of
-`stream.worker.run.build_pipeline`, so validation, language routing and the models are the worker's.
-This module only collects what came out: per task the truth, the signal and the slice keys.
+`stream.core.builder.build_pipeline`, so validation, language routing and the models are the
+worker's. This module only collects what came out: per task the truth, the signal and the slice
+keys.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import orjson
 from tqdm import tqdm
 
 from stream.core.enrich import Enricher
+from stream.core.outputs import DeadLetter, Signal, SignalRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.core.validate import TEXT_FIELDS
 from stream.errors import ConfigError, InputFileError
 from stream.evaluation.metrics import length_bucket
-from stream.models.heads import CONTENT_TYPES
+from stream.models.heads import CONTENT_TYPES, ClassifierSpec
 
 EVAL_TIME = "2026-01-01T00:00:00Z"
 EDGE = "edge"
@@ -49,24 +51,11 @@ class EvalRecord:
 CONTENT_TYPES_ALL = frozenset(CONTENT_TYPES)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskModel:
-    """What eval needs to know about the model of one task."""
-
-    task: str
-    version: str
-    labels: tuple[str, ...]
-    multi_label: bool = False
-    english_only: bool = False
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    applies_to: frozenset[str] = CONTENT_TYPES_ALL
-
-
 @dataclass(slots=True)
 class TaskPredictions:
-    model: TaskModel
+    model: ClassifierSpec
     truth: list[tuple[str, ...]] = field(default_factory=list)  # one label unless multi-label
-    signals: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     slices: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -156,20 +145,12 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def task_models(enricher: Enricher) -> dict[str, TaskModel]:
-    """The classification models the enricher runs (not the encoder), by task."""
-    models: dict[str, TaskModel] = {}
-    if enricher.language is not None:
-        lang = enricher.language
-        models[lang.spec.task] = TaskModel(lang.spec.task, lang.version, tuple(lang.labels))
-    for head in enricher.heads:
-        h = head.head
-        models[h.task] = TaskModel(h.task, h.version, h.labels, h.multi_label, h.english_only,
-                                   dict(h.thresholds), h.applies_to)
-    return models
+def task_models(enricher: Enricher) -> dict[str, ClassifierSpec]:
+    """The contracts of the classification models the enricher runs (not the encoder), by task."""
+    return {model.task: model.contract for model in enricher.classifiers}
 
 
-def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
+def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, ClassifierSpec],
                  task: str | None, manifest: Path) -> list[str]:
     if task is not None:
         if task not in models:
@@ -186,7 +167,7 @@ def choose_tasks(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
     return tasks
 
 
-def truth_of(record: EvalRecord, model: TaskModel, mapping: Mapping[str, str],
+def truth_of(record: EvalRecord, model: ClassifierSpec, mapping: Mapping[str, str],
              where: str) -> tuple[str, ...] | None:
     """The mapped truth of one record for one task; None when it has none (or it maps away)."""
     value = record.expected.get(model.task)
@@ -205,7 +186,7 @@ def truth_of(record: EvalRecord, model: TaskModel, mapping: Mapping[str, str],
     return mapped
 
 
-def check_labels(records: Sequence[EvalRecord], model: TaskModel, mapping: Mapping[str, str],
+def check_labels(records: Sequence[EvalRecord], model: ClassifierSpec, mapping: Mapping[str, str],
                  path: Path) -> None:
     unknown: dict[str, list[int]] = {}
     for r in records:
@@ -221,9 +202,9 @@ def check_labels(records: Sequence[EvalRecord], model: TaskModel, mapping: Mappi
 
 
 def run_records(pipeline: Pipeline, records: Sequence[EvalRecord], *, name: str,
-                batch_size: int, progress: bool | None) -> list[dict[str, Any]]:
-    """One output per record: its signal record, or ``{"rejected": {class, message}}``."""
-    outcomes: list[dict[str, Any]] = [{} for _ in records]
+                batch_size: int, progress: bool | None) -> list[SignalRecord | DeadLetter]:
+    """One output per record: its signal record, or its dead letter."""
+    outcomes: list[SignalRecord | DeadLetter | None] = [None] * len(records)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
     with tqdm(total=len(records), desc="eval", unit="rec", disable=disable, leave=False) as bar:
         for start in range(0, len(records), batch_size):
@@ -231,31 +212,29 @@ def run_records(pipeline: Pipeline, records: Sequence[EvalRecord], *, name: str,
             messages = [RawMessage(orjson.dumps(r.event), Position(name, 0, start + i))
                         for i, r in enumerate(chunk)]
             output = process_batch(pipeline, messages)
-            for out in output.signals:
-                record = orjson.loads(out.value)
-                outcomes[record["source"]["offset"]] = record
-            for out in output.dead_letters:
-                letter = orjson.loads(out.value)
-                outcomes[letter["source"]["offset"]] = {"rejected": letter["error"]}
+            done: list[SignalRecord | DeadLetter] = [*output.signals, *output.dead_letters]
+            for out in done:
+                outcomes[out.source.offset] = out
             bar.update(len(chunk))
-    return outcomes
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
-def slice_keys(record: EvalRecord, signal_record: Mapping[str, Any],
-               model: TaskModel) -> dict[str, str]:
+def slice_keys(record: EvalRecord, signal_record: SignalRecord,
+               model: ClassifierSpec) -> dict[str, str]:
     event = record.event
+    predicted = signal_record.signals.get("language")
     language = (record.expected.get("language") or event.get("language")
-                or signal_record.get("signals", {}).get("language", {}).get("label"))
+                or (predicted.label if predicted is not None else None))
     chars = len(" ".join(str(event.get(f) or "").strip() for f in TEXT_FIELDS).strip())
-    keys = {"content_type": str(signal_record.get("content_type")),
+    keys = {"content_type": signal_record.content_type,
             "language": str(language or "unknown"),
-            "market": str(signal_record.get("market") or "unknown"),
+            "market": signal_record.market or "unknown",
             "length_chars": length_bucket(chars)}
     if EDGE in record.expected:
         keys[EDGE] = str(record.expected[EDGE])
     if model.english_only:
-        signal = signal_record["signals"][model.task]
-        keys["reliable"] = "yes" if signal.get("reliable", True) else "no"
+        signal = signal_record.signals[model.task]
+        keys["reliable"] = "yes" if signal.is_reliable else "no"
     return keys
 
 
@@ -273,8 +252,9 @@ def evaluate(path: Path, pipeline: Pipeline, task: str | None, mapping: Mapping[
                         records=len(records), versions=pipeline.enricher.versions,
                         tasks={name: TaskPredictions(models[name]) for name in tasks})
     for record, outcome in zip(records, outcomes, strict=True):
-        if "rejected" in outcome:
-            result.rejected.append({"line": record.line, **outcome["rejected"]})
+        if isinstance(outcome, DeadLetter):
+            result.rejected.append({"line": record.line, "class": outcome.reason.value,
+                                    "message": outcome.message})
             continue
         for predictions in result.tasks.values():
             _collect(predictions, record, outcome, mapping, f"{path}:{record.line}")
@@ -287,11 +267,11 @@ def evaluate(path: Path, pipeline: Pipeline, task: str | None, mapping: Mapping[
     return result
 
 
-def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: dict[str, Any],
+def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: SignalRecord,
              mapping: Mapping[str, str], where: str) -> None:
     model = predictions.model
     truth = truth_of(record, model, mapping, where)
-    signal = outcome.get("signals", {}).get(model.task)
+    signal = outcome.signals.get(model.task)
     if truth is None or signal is None:
         return
     predictions.truth.append(truth)
@@ -299,7 +279,7 @@ def _collect(predictions: TaskPredictions, record: EvalRecord, outcome: dict[str
     predictions.slices.append(slice_keys(record, outcome, model))
 
 
-def _notes(records: Sequence[EvalRecord], models: Mapping[str, TaskModel],
+def _notes(records: Sequence[EvalRecord], models: Mapping[str, ClassifierSpec],
            result: Evaluation) -> list[str]:
     notes = []
     if result.rejected:

@@ -54,7 +54,7 @@ def _psi_stats(windows: list[dict[str, Any]], role: str) -> dict[str, float] | N
     return {"mean_labels_psi": sum(values) / len(values), "max_labels_psi": max(values)}
 
 
-def summary_lines(summaries: list[dict[str, Any]]) -> list[str]:
+def window_summary(summaries: list[dict[str, Any]]) -> list[str]:
     if not summaries:
         return ["no model-eval records (is a worker running with SIGNALS_CHALLENGERS?)"]
     lines = []

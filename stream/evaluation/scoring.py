@@ -65,22 +65,22 @@ def to_arrays(p: TaskPredictions) -> Arrays:
     if p.model.multi_label:
         labels = p.model.labels
     else:
-        seen = {t[0] for t in p.truth} | {s["label"] for s in p.signals}
+        seen = {t[0] for t in p.truth} | {s.label for s in p.signals}
         labels = tuple(label for label in p.model.labels if label in seen)
-    has_scores = all("scores" in s for s in p.signals)
+    has_scores = all(s.scores is not None for s in p.signals)
     index = {label: i for i, label in enumerate(labels)}
     n, k = len(p.truth), len(labels)
     truth, pred = np.zeros((n, k), bool), np.zeros((n, k), bool)
     scores = np.zeros((n, k))
     for i, (t, s) in enumerate(zip(p.truth, p.signals, strict=True)):
         truth[i, [index[x] for x in t]] = True
-        chosen = s.get("flagged", []) if p.model.multi_label else [s["label"]]
+        chosen = list(s.flagged or ()) if p.model.multi_label else [s.label]
         pred[i, [index[x] for x in chosen]] = True
-        if has_scores:
-            scores[i] = [float(s["scores"].get(label, 0.0)) for label in labels]
+        if s.scores is not None:
+            scores[i] = [float(s.scores.get(label, 0.0)) for label in labels]
         else:
-            scores[i, index[s["label"]]] = float(s["score"])
-    confidence = np.array([float(s["score"]) for s in p.signals])
+            scores[i, index[s.label]] = float(s.score)
+    confidence = np.array([float(s.score) for s in p.signals])
     return Arrays(labels, truth, pred, scores, confidence, "scores" if has_scores else "top1")
 
 
@@ -130,7 +130,7 @@ def _rounded(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: round(v, DIGITS) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def _per_label(a: Arrays, counts: m.Counts, curves: Mapping[str, m.PRCurve],
+def _per_label(a: Arrays, counts: m.LabelCounts, curves: Mapping[str, m.PRCurve],
                thresholds: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     precision, recall, f1 = m.precision_recall_f1(counts)
     rows = {}

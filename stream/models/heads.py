@@ -1,19 +1,19 @@
 """The models that turn text into labels: the language identifier and the heads on the embedding.
 
-Each wraps one verified `OnnxModel` and turns a batch's probabilities into per-item signals
-``{label, score, model, ...}`` with plain functions. Heads read the encoder's embedding, so a
+Each wraps one verified `OnnxModel` and turns a batch's probabilities into a
+`stream.core.outputs.Signal` per item with plain functions. Heads read the encoder's embedding, so a
 batch is encoded once and every head runs once on the result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
+from stream.core.outputs import Signal
 from stream.errors import ModelFileError
 from stream.models.langid_features import char_ngram_ids
 from stream.models.manifest import ModelSpec
@@ -45,36 +45,51 @@ def _checked_model(spec: ModelSpec, inputs: tuple[str, ...], n_labels: int,
     return model
 
 
+@dataclass(frozen=True, slots=True)
+class ClassifierSpec:
+    """What turns a classifier's probabilities into a signal: labels, thresholds, label mode, and
+    where it applies. Heads read it from their manifest entry; eval scores against it."""
+
+    task: str
+    version: str
+    labels: tuple[str, ...]
+    multi_label: bool = False
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    english_only: bool = False
+    applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """What a classifier may read of one batch's items that have text."""
+
+    texts: Sequence[str]
+    content_types: Sequence[str]
+    embeddings: np.ndarray
+
+
 class LanguageModel:
     """Hashed character n-grams → language probabilities (75 ISO 639-1 codes)."""
 
     def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
         self.spec, self.task, self.version = spec, spec.task, spec.version
         self.labels = load_labels(spec)
+        self.contract = ClassifierSpec(spec.task, spec.version, tuple(self.labels))
         self.features = {k: int(v) for k, v in spec.extra("features", {}).items()
                          if k in ("n_buckets", "ngram_min", "ngram_max", "max_chars")}
         self.model = _checked_model(spec, ("ngram_ids", "row_scale"), len(self.labels), threads,
                                     spinning)
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str]) -> list[Signal]:
         if not texts:
             return []
         ids, scale = char_ngram_ids(texts, **self.features)
         probs = self.model.run({"ngram_ids": ids, "row_scale": scale})[PROBABILITIES]
         return [top_label(row, self.labels, self.version) for row in probs]
 
-
-@dataclass(frozen=True, slots=True)
-class HeadSpec:
-    """What turns a head's probabilities into a signal: labels, thresholds, label mode."""
-
-    task: str
-    version: str
-    labels: tuple[str, ...]
-    multi_label: bool
-    thresholds: dict[str, float]
-    english_only: bool
-    applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
+    def classify(self, batch: BatchView) -> list[tuple[int, Signal]]:
+        """(row, signal) for every item of the batch: the language model reads every text."""
+        return list(enumerate(self.predict(batch.texts)))
 
 
 class HeadModel:
@@ -82,32 +97,37 @@ class HeadModel:
 
     def __init__(self, spec: ModelSpec, *, threads: int, spinning: bool = False) -> None:
         labels = load_labels(spec)
-        self.head = HeadSpec(
+        self.contract = ClassifierSpec(
             task=spec.task, version=spec.version, labels=tuple(labels),
             multi_label=bool(spec.extra("multi_label", False)),
             thresholds={k: float(v) for k, v in spec.extra("thresholds", {}).items()},
             english_only=bool(spec.extra("english_only", True)),
             applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)))
-        unknown = set(self.head.thresholds) - set(labels)
+        unknown = set(self.contract.thresholds) - set(labels)
         if unknown:
             raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "
                                  f"labels {sorted(unknown)}")
         self.task, self.version = spec.task, spec.version
         self.model = _checked_model(spec, ("embedding",), len(labels), threads, spinning)
 
-    def predict(self, embeddings: np.ndarray) -> list[dict[str, Any]]:
+    def predict(self, embeddings: np.ndarray) -> list[Signal]:
         if embeddings.shape[0] == 0:
             return []
         probs = self.model.run({"embedding": embeddings.astype(np.float32)})[PROBABILITIES]
-        return [head_signal(row, self.head) for row in probs]
+        return [head_signal(row, self.contract) for row in probs]
+
+    def classify(self, batch: BatchView) -> list[tuple[int, Signal]]:
+        """(row, signal) for the items of the content types this head applies to."""
+        rows = [r for r, t in enumerate(batch.content_types) if t in self.contract.applies_to]
+        return list(zip(rows, self.predict(batch.embeddings[rows]), strict=True))
 
 
-def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> dict[str, Any]:
+def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> Signal:
     best = int(np.argmax(row))
-    return {"label": labels[best], "score": round(float(row[best]), 6), "model": version}
+    return Signal(label=labels[best], score=round(float(row[best]), 6), model=version)
 
 
-def head_signal(row: np.ndarray, head: HeadSpec) -> dict[str, Any]:
+def head_signal(row: np.ndarray, head: ClassifierSpec) -> Signal:
     """One item's signal. Single-label: the arg-max, unless a thresholded label (e.g. spam)
     reaches its threshold. Multi-label: every label at or over its threshold is flagged, the
     signal's label is the highest of those (or ``none``)."""
@@ -119,11 +139,11 @@ def head_signal(row: np.ndarray, head: HeadSpec) -> dict[str, Any]:
     else:
         label = max(over, key=scores.__getitem__) if over else _argmax_without(scores, head)
         score = scores[label]
-    return {"label": label, "score": score, "model": head.version, "scores": scores,
-            "flagged": sorted(over)}
+    return Signal(label=label, score=score, model=head.version, scores=scores,
+                  flagged=tuple(sorted(over)))
 
 
-def _argmax_without(scores: dict[str, float], head: HeadSpec) -> str:
+def _argmax_without(scores: dict[str, float], head: ClassifierSpec) -> str:
     """The most probable label that is not gated by a threshold it failed to reach."""
     allowed = {k: v for k, v in scores.items() if k not in head.thresholds} or scores
     return max(allowed, key=allowed.__getitem__)

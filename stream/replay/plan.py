@@ -19,13 +19,12 @@ from typing import Any
 
 import orjson
 
+from stream.core.topics import BY_ROLE
 from stream.errors import ConfigError
-from stream.models.manifest import Manifest
+from stream.models.manifest import Manifest, load_manifest, parse_task_versions
+from stream.replay.state import Checkpoint, load_checkpoint
 from stream.settings import Settings
 
-REPLAY_SIGNALS = "content.signals.replay."
-REPLAY_DLQ = "content.events.dlq.replay."
-REPLAY_WINDOWS = "signals.windows.replay."
 _TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -157,13 +156,7 @@ def parse_partitions(text: str) -> tuple[int, ...]:
 
 def parse_model_overrides(items: Iterable[str]) -> dict[str, str]:
     """``["embedding=v2", ...]`` → {task: version} (the manifest check comes later)."""
-    result: dict[str, str] = {}
-    for item in items:
-        task, sep, version = item.partition("=")
-        if not sep or not task.strip() or not version.strip():
-            raise ConfigError(f"--model {item!r}: use TASK=VERSION, e.g. embedding=v1")
-        result[task.strip()] = version.strip()
-    return result
+    return parse_task_versions(items, "--model")
 
 
 def resolve_versions(manifest: Manifest, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -216,8 +209,8 @@ def replay_topics(settings: Settings, versions: Mapping[str, str], to_live: bool
         live = settings.topics
         return ReplayTopics(live.signals, live.dlq, live.windows)
     tag, prefix = version_tag(versions), settings.topic_prefix
-    return ReplayTopics(prefix + REPLAY_SIGNALS + tag, prefix + REPLAY_DLQ + tag,
-                        prefix + REPLAY_WINDOWS + tag)
+    return ReplayTopics(*(f"{prefix}{BY_ROLE[role].replay_stem}{tag}"
+                          for role in ("signals", "dlq", "windows")))
 
 
 def clamp_range(begin: int, end: int, from_offset: int | None,
@@ -230,3 +223,44 @@ def clamp_range(begin: int, end: int, from_offset: int | None,
 
 def describe_ranges(ranges: Mapping[int, tuple[int, int]]) -> str:
     return ", ".join(f"{p}:[{start},{stop})" for p, (start, stop) in sorted(ranges.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A checked request: resolved model versions, the replay's identity, its sink."""
+
+    request: ReplayRequest
+    settings: Settings
+    versions: dict[str, str]
+    fingerprint: str
+    replay_id: str
+    topics: ReplayTopics | None
+    sink_name: str
+    checkpoint: Checkpoint | None
+
+
+def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
+    """Every check that needs no broker and no model file: fails fast on bad arguments."""
+    request.source.check()
+    request.sink.check(request.source)
+    versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
+    digest = fingerprint(request.source, versions, shaping_options(settings, request.aggregate))
+    replay_id = request.replay_id or default_replay_id(digest)
+    topics = None if request.sink.output else replay_topics(settings, versions,
+                                                            request.sink.to_live)
+    if topics is not None and request.source.topic in (topics.signals, topics.dlq, topics.windows):
+        raise ConfigError(f"the source topic {request.source.topic} is also a sink topic")
+    sink_name = (f"file {request.sink.output.resolve()}" if request.sink.output else
+                 "topics " + ", ".join(_topic_names(topics, request.aggregate)))
+    checkpoint = None
+    if request.checkpoint is not None and not request.dry_run:
+        checkpoint = load_checkpoint(request.checkpoint)
+        if checkpoint is not None:
+            checkpoint.ensure_matches(request.checkpoint, digest, replay_id, sink_name)
+    return Plan(request, settings, versions, digest, replay_id, topics, sink_name, checkpoint)
+
+
+def _topic_names(topics: ReplayTopics | None, aggregate: bool) -> list[str]:
+    if topics is None:
+        return []
+    return [topics.signals, topics.dlq] + ([topics.windows] if aggregate else [])

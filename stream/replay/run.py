@@ -2,8 +2,9 @@
 
     source (topic range or JSONL file) → chunks → `process_batch` → [windows] → sink → checkpoint
 
-The pipeline is `stream.worker.run.build_pipeline` with the chosen model versions and the replay id
-as its ``run_id``, and with wall-clock fields left out, so a repeated replay writes byte-identical
+The pipeline is `stream.core.builder.build_pipeline` with the chosen model versions and the replay
+id as its ``run_id``, and with wall-clock fields left out, so a repeated replay writes
+byte-identical
 records. Per batch: rate limit, process, write, flush, then the checkpoint (atomically). The first
 Ctrl-C (or SIGTERM) lets the current batch finish and be checkpointed, then stops; a second one
 abandons the batch at once (the checkpoint still marks the last finished batch). The pure parts
@@ -19,86 +20,40 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-import orjson
 from kafka.partitioner.default import murmur2
 from tqdm import tqdm
 
-from stream.core.pipeline import OutRecord, Pipeline, dumps, process_batch
+from stream.core.builder import build_pipeline
+from stream.core.outputs import EnrichedRecord, WindowRecord
+from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import RawMessage
 from stream.core.validate import Validator, make_validator
-from stream.errors import ConfigError, Rejection
-from stream.models.manifest import load_manifest
+from stream.errors import Rejection
 from stream.replay.control import StopRequest, TokenBucket, wait_unless_stopped
 from stream.replay.plan import (
+    Plan,
     ReplayRequest,
-    ReplayTopics,
-    default_replay_id,
     describe_ranges,
-    fingerprint,
-    replay_topics,
-    resolve_versions,
-    shaping_options,
+    plan_replay,
 )
 from stream.replay.sinks import FileSink, KafkaSink, NullSink, Outputs, ReplaySink
 from stream.replay.sources import Ranges, Source, SourceBatch, open_source
-from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
+from stream.replay.state import Checkpoint, ReplayCounts, save_checkpoint
 from stream.settings import Settings
 from stream.windows.aggregator import WindowAggregator
-from stream.worker.app import window_specs
-from stream.worker.run import build_pipeline
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A checked request: resolved model versions, the replay's identity, its sink."""
-
-    request: ReplayRequest
-    settings: Settings
-    versions: dict[str, str]
-    fingerprint: str
-    replay_id: str
-    topics: ReplayTopics | None
-    sink_name: str
-    checkpoint: Checkpoint | None
+from stream.windows.kinds import window_kinds
 
 
 @dataclass(slots=True)
 class ReplayResult:
     replay_id: str
     sink: str
-    counts: Counts
-    session: Counts
+    counts: ReplayCounts
+    session: ReplayCounts
     elapsed_s: float
     interrupted: bool = False
     exit_code: int = 0
     already_complete: bool = False
-
-
-def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
-    """Every check that needs no broker and no model file: fails fast on bad arguments."""
-    request.source.check()
-    request.sink.check(request.source)
-    versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
-    digest = fingerprint(request.source, versions, shaping_options(settings, request.aggregate))
-    replay_id = request.replay_id or default_replay_id(digest)
-    topics = None if request.sink.output else replay_topics(settings, versions,
-                                                            request.sink.to_live)
-    if topics is not None and request.source.topic in (topics.signals, topics.dlq, topics.windows):
-        raise ConfigError(f"the source topic {request.source.topic} is also a sink topic")
-    sink_name = (f"file {request.sink.output.resolve()}" if request.sink.output else
-                 "topics " + ", ".join(_topic_names(topics, request.aggregate)))
-    checkpoint = None
-    if request.checkpoint is not None and not request.dry_run:
-        checkpoint = load_checkpoint(request.checkpoint)
-        if checkpoint is not None:
-            checkpoint.ensure_matches(request.checkpoint, digest, replay_id, sink_name)
-    return Plan(request, settings, versions, digest, replay_id, topics, sink_name, checkpoint)
-
-
-def _topic_names(topics: ReplayTopics | None, aggregate: bool) -> list[str]:
-    if topics is None:
-        return []
-    return [topics.signals, topics.dlq] + ([topics.windows] if aggregate else [])
 
 
 def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None = None,
@@ -109,12 +64,12 @@ def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None
     source = open_source(request.source, settings,
                          plan.checkpoint.ranges if plan.checkpoint else None)
     try:
-        state = plan.checkpoint or _new_state(plan, source.ranges)
-        print(_header(plan, state), file=out, flush=True)
+        state = plan.checkpoint or new_state(plan, source.ranges)
+        print(header(plan, state), file=out, flush=True)
         if state.finished:
             print(f"already complete according to {request.checkpoint}; delete it to replay "
                   "again", file=out)
-            return ReplayResult(plan.replay_id, plan.sink_name, state.counts, Counts(), 0.0,
+            return ReplayResult(plan.replay_id, plan.sink_name, state.counts, ReplayCounts(), 0.0,
                                 already_complete=True)
         result = _Run(plan, source, state, err).execute()
     finally:
@@ -123,13 +78,13 @@ def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None
     return result
 
 
-def _new_state(plan: Plan, ranges: Ranges) -> Checkpoint:
+def new_state(plan: Plan, ranges: Ranges) -> Checkpoint:
     return Checkpoint(plan.fingerprint, plan.replay_id, plan.sink_name, dict(ranges),
                       {p: start for p, (start, _) in ranges.items()},
                       windows={} if plan.request.aggregate and not plan.request.dry_run else None)
 
 
-def _header(plan: Plan, state: Checkpoint) -> str:
+def header(plan: Plan, state: Checkpoint) -> str:
     source = plan.request.source
     kind = f"topic {source.topic}" if source.topic is not None else f"file {source.file}"
     unit = "offsets" if source.topic is not None else "lines"
@@ -141,53 +96,77 @@ def _header(plan: Plan, state: Checkpoint) -> str:
             f"→ {target}; models {models}")
 
 
+def replay_pipeline(plan: Plan, **changes: Any) -> Pipeline:
+    """The worker's pipeline with the replay's model versions and its replay id as run id, without
+    wall-clock fields. Challengers are not replayed: their shadow records are not written.
+    `changes` are settings that do not change records (the Spark engine's ``model_threads``)."""
+    loaded = build_pipeline(plan.settings.replace(challengers="", **changes),
+                            versions=plan.versions, run_id=plan.replay_id)
+    return replace(loaded, include_processing=False)
+
+
+class ReplayWindows:
+    """A replay's windows: enriched records folded as the aggregate agent folds them (their JSON
+    value, by the worker's `WindowAggregator`) under the partition of ``content.enriched.v1`` that
+    the worker's producer gives their group; closed windows carry the replay id and models."""
+
+    def __init__(self, plan: Plan, store: dict[str, Any]) -> None:
+        settings = plan.settings
+        self.aggregator = WindowAggregator(store, window_kinds(settings),
+                                           settings.window_grace_s * 1000)
+        self.partitions = settings.partitions
+        self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
+
+    def partition_of(self, record: EnrichedRecord) -> int:
+        return group_partition(record.key, self.partitions)
+
+    def fold(self, group: str, value: dict[str, Any], partition: int) -> list[WindowRecord]:
+        """One enriched record's JSON value in; the windows it closed out."""
+        return [self._window(w) for w in self.aggregator.update(group, value, partition)]
+
+    def flush(self) -> list[WindowRecord]:
+        """Close every open window (the input is finite), partition by partition."""
+        return [self._window(w) for w in self.aggregator.flush()]
+
+    def _window(self, window: dict[str, Any]) -> WindowRecord:
+        return WindowRecord({**window, **self.stamp})
+
+
 class Processor:
     """One batch of messages → the records to write, through the worker's `process_batch`."""
 
     def __init__(self, plan: Plan, windows_store: dict[str, Any] | None) -> None:
-        settings = plan.settings
         self.pipeline: Pipeline | None = None
         if plan.request.dry_run:
-            self.validate: Validator = make_validator(settings.schemas_dir,
-                                                      settings.max_event_bytes)
-        else:   # challengers are not replayed: their shadow records are not written
-            loaded = build_pipeline(settings.replace(challengers=""), versions=plan.versions,
-                                    run_id=plan.replay_id)
-            self.pipeline = replace(loaded, include_processing=False)
-            self.validate = loaded.validate
-        self.aggregator = (WindowAggregator(windows_store, window_specs(settings),
-                                            settings.window_grace_s * 1000)
-                           if windows_store is not None else None)
-        self.partitions = settings.partitions
-        self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
+            self.validate: Validator = make_validator(plan.settings.schemas_dir,
+                                                      plan.settings.max_event_bytes)
+        else:
+            self.pipeline = replay_pipeline(plan)
+            self.validate = self.pipeline.validate
+        self.windows = ReplayWindows(plan, windows_store) if windows_store is not None else None
 
-    def process(self, messages: list[RawMessage]) -> tuple[Outputs, Counts]:
+    def process(self, messages: list[RawMessage]) -> tuple[Outputs, ReplayCounts]:
         if self.pipeline is None:    # a dry run validates and counts
             valid = sum(not isinstance(self.validate(m.value), Rejection) for m in messages)
-            return Outputs(), Counts(signals=valid, dead_letters=len(messages) - valid)
+            return Outputs(), ReplayCounts(signals=valid, dead_letters=len(messages) - valid)
         output = process_batch(self.pipeline, messages)
         windows = self._aggregate(output.enriched)
         return (Outputs(output.signals, output.dead_letters, windows),
-                Counts(signals=len(output.signals), dead_letters=len(output.dead_letters),
+                ReplayCounts(signals=len(output.signals), dead_letters=len(output.dead_letters),
                        windows=len(windows)))
 
     def flush(self) -> Outputs:
         """Close every open window (the input is finite)."""
-        closed = self.aggregator.flush() if self.aggregator is not None else []
-        return Outputs(windows=[self._window(w) for w in closed])
+        return Outputs(windows=self.windows.flush() if self.windows is not None else [])
 
-    def _aggregate(self, enriched: list[OutRecord]) -> list[OutRecord]:
-        if self.aggregator is None:
+    def _aggregate(self, enriched: list[EnrichedRecord]) -> list[WindowRecord]:
+        if self.windows is None:
             return []
-        closed: list[dict[str, Any]] = []
+        closed: list[WindowRecord] = []
         for record in enriched:
-            value = orjson.loads(record.value)
-            closed += self.aggregator.update(value["group"], value,
-                                             group_partition(record.key, self.partitions))
-        return [self._window(w) for w in closed]
-
-    def _window(self, window: dict[str, Any]) -> OutRecord:
-        return OutRecord(window["group"].encode(), dumps({**window, **self.stamp}))
+            closed += self.windows.fold(record.group, record.to_json(),
+                                        self.windows.partition_of(record))
+        return closed
 
 
 def group_partition(key: bytes, partitions: int) -> int:
@@ -204,7 +183,7 @@ class _Run:
     source: Source
     state: Checkpoint
     err: TextIO
-    session: Counts = field(default_factory=Counts)
+    session: ReplayCounts = field(default_factory=ReplayCounts)
     interrupted: bool = False
 
     def execute(self) -> ReplayResult:
@@ -223,7 +202,7 @@ class _Run:
                 self._loop(processor, sink, stop, limiter, bar)
                 if not self.interrupted:
                     closing = processor.flush()
-                    self._commit(sink, closing, Counts(windows=len(closing.windows)),
+                    self._commit(sink, closing, ReplayCounts(windows=len(closing.windows)),
                                  finished=True)
         finally:
             bar.close()
@@ -251,7 +230,7 @@ class _Run:
         # A stop that came with the last batch leaves nothing to resume: finish normally.
         self.interrupted = self.interrupted or (stop.requested and not self.state.read_all)
 
-    def _commit(self, sink: ReplaySink, outputs: Outputs, counts: Counts,
+    def _commit(self, sink: ReplaySink, outputs: Outputs, counts: ReplayCounts,
                 batch: SourceBatch | None = None, finished: bool = False) -> None:
         """Write and flush the batch's records, then move the checkpoint past them."""
         sink.write(outputs)

@@ -11,7 +11,7 @@ truncated: records of a batch that was produced but not checkpointed are produce
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -19,7 +19,7 @@ from typing import IO, Any, Protocol
 from kafka.errors import KafkaError
 
 from stream.connectors.kafka import admin_client, create_topics, producer
-from stream.core.pipeline import OutRecord
+from stream.core.outputs import Record, serialise
 from stream.errors import BrokerError, ConfigError
 from stream.replay.plan import ReplayTopics
 from stream.settings import Settings
@@ -29,13 +29,13 @@ KINDS = ("signals", "dead_letters", "windows")
 
 @dataclass(slots=True)
 class Outputs:
-    """What one step of a replay writes, by kind."""
+    """What one step of a replay writes, by kind (typed records; the sinks serialise)."""
 
-    signals: list[OutRecord] = field(default_factory=list)
-    dead_letters: list[OutRecord] = field(default_factory=list)
-    windows: list[OutRecord] = field(default_factory=list)
+    signals: Sequence[Record] = field(default_factory=list)
+    dead_letters: Sequence[Record] = field(default_factory=list)
+    windows: Sequence[Record] = field(default_factory=list)
 
-    def by_kind(self) -> dict[str, list[OutRecord]]:
+    def by_kind(self) -> dict[str, Sequence[Record]]:
         return {"signals": self.signals, "dead_letters": self.dead_letters,
                 "windows": self.windows}
 
@@ -94,7 +94,7 @@ class FileSink:
     def write(self, outputs: Outputs) -> None:
         for kind, records in outputs.by_kind().items():
             if records:
-                self.handles[kind].write(b"".join(r.value + b"\n" for r in records))
+                self.handles[kind].write(b"".join(serialise(r).value + b"\n" for r in records))
 
     def commit(self) -> dict[str, int]:
         for handle in self.handles.values():
@@ -135,7 +135,7 @@ class KafkaSink:
     def write(self, outputs: Outputs) -> None:
         for kind, records in outputs.by_kind().items():
             topic = self.topics.get(kind, "")
-            for record in records:
+            for record in map(serialise, records):
                 try:
                     future = self.client.send(topic, key=record.key, value=record.value)
                 except KafkaError as exc:   # e.g. a record over the producer's size limit

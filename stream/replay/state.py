@@ -23,14 +23,14 @@ CHECKPOINT_FORMAT = 1
 
 
 @dataclass(slots=True)
-class Counts:
+class ReplayCounts:
     read: int = 0           # input records (or file lines) taken from the source
     signals: int = 0        # signal records produced (in a dry run: that would be produced)
     dead_letters: int = 0
     skipped: int = 0        # not processed: blank lines, records outside the time range
     windows: int = 0
 
-    def add(self, other: Counts) -> None:
+    def add(self, other: ReplayCounts) -> None:
         for name in ("read", "signals", "dead_letters", "skipped", "windows"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -42,7 +42,7 @@ class Checkpoint:
     sink: str
     ranges: dict[int, tuple[int, int]]
     positions: dict[int, int]
-    counts: Counts = field(default_factory=Counts)
+    counts: ReplayCounts = field(default_factory=ReplayCounts)
     sink_state: dict[str, int] = field(default_factory=dict)
     windows: dict[str, Any] | None = None
     finished: bool = False
@@ -81,7 +81,7 @@ class Checkpoint:
             raise ValueError(f"format is not {CHECKPOINT_FORMAT}")
         data["ranges"] = {int(p): (int(r[0]), int(r[1])) for p, r in data["ranges"].items()}
         data["positions"] = {int(p): int(n) for p, n in data["positions"].items()}
-        data["counts"] = Counts(**data["counts"])
+        data["counts"] = ReplayCounts(**data["counts"])
         return cls(**data)
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import logging.config
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 
+from stream.core.outputs import DLQ_UTF8_MAX_BYTES, DeadLetter, SignalRecord
 from stream.core.records import RawMessage
 from stream.settings import Settings
-
-if TYPE_CHECKING:
-    from stream.core.pipeline import OutRecord
+from stream.worker.noise import RepeatFilter
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -37,8 +36,10 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                            structlog.processors.format_exc_info, renderer],
         }},
+        # one line per kind of library complaint per 10 s, with a count (stream/worker/noise.py)
+        "filters": {"repeats": {"()": RepeatFilter, "interval_s": 10.0}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "structured",
-                                "stream": "ext://sys.stderr"}},
+                                "stream": "ext://sys.stderr", "filters": ["repeats"]}},
         "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
         "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "kafka", "faust", "mode")},
     }
@@ -57,23 +58,24 @@ def configure_logging(settings: Settings) -> None:
 BATCH_LOGGER = "stream.batches"
 
 
-def log_batch(messages: Sequence[RawMessage], signals: Sequence[OutRecord],
-              dead_letters: Sequence[OutRecord]) -> None:
+def log_batch(messages: Sequence[RawMessage], signals: Sequence[SignalRecord],
+              dead_letters: Sequence[DeadLetter]) -> None:
     """One INFO line per micro-batch (its offset ranges per partition), one WARNING line per dead
     letter, and, at DEBUG, one line per signal: event id, content id, flags and source offset."""
     logger = structlog.get_logger(BATCH_LOGGER)
     logger.info("batch_processed", size=len(messages), signals=len(signals),
                 dead_letters=len(dead_letters), offsets=offset_ranges(messages))
-    for record in dead_letters:
-        letter = orjson.loads(record.value)
-        logger.warning("dead_letter", reason=letter["error"]["class"],
-                       detail=letter["error"]["message"], event_id=dead_letter_event_id(letter),
-                       **letter["source"])
+    for letter in dead_letters:
+        where = letter.source
+        logger.warning("dead_letter", reason=letter.reason.value, detail=letter.message,
+                       event_id=dead_letter_event_id(letter), topic=where.topic,
+                       partition=where.partition, offset=where.offset,
+                       timestamp_ms=letter.timestamp_ms)
     if logging.getLogger(BATCH_LOGGER).isEnabledFor(logging.DEBUG):
         for record in signals:
-            value = orjson.loads(record.value)
-            logger.debug("signal_emitted", event_id=value["event_id"],
-                         content_id=value["content_id"], flags=value["flags"], **value["source"])
+            logger.debug("signal_emitted", event_id=record.event_id, content_id=record.content_id,
+                         flags=list(record.flags), topic=record.source.topic,
+                         partition=record.source.partition, offset=record.source.offset)
 
 
 def offset_ranges(messages: Sequence[RawMessage]) -> list[dict[str, Any]]:
@@ -90,13 +92,12 @@ def offset_ranges(messages: Sequence[RawMessage]) -> list[dict[str, Any]]:
     return list(ranges.values())
 
 
-def dead_letter_event_id(letter: dict[str, Any]) -> str | None:
+def dead_letter_event_id(letter: DeadLetter) -> str | None:
     """The rejected event's ``event_id`` when its bytes were JSON with a string id, else None."""
-    text = letter["original"]["value_utf8"]
-    if text is None:
+    if len(letter.value) > DLQ_UTF8_MAX_BYTES:
         return None
     try:
-        event = orjson.loads(text)
+        event = orjson.loads(letter.value)
     except orjson.JSONDecodeError:
         return None
     event_id = event.get("event_id") if isinstance(event, dict) else None

@@ -9,30 +9,17 @@ from faust.worker import Worker
 
 from stream.buildinfo import VERSION, git_commit
 from stream.connectors.kafka import ensure_topics
-from stream.core.enrich import Enricher
-from stream.core.pipeline import Pipeline
-from stream.core.validate import make_validator
-from stream.models.manifest import load_manifest
+from stream.core.builder import build_pipeline
 from stream.settings import Settings
 from stream.worker.app import SignalsApp, create_app
 from stream.worker.logs import logging_config
 from stream.worker.server import OpsServer, bind_socket, web_app
 
 
-def build_pipeline(settings: Settings, versions: dict[str, str] | None = None,
-                   run_id: str | None = None) -> Pipeline:
-    """Load and verify every model (a bad file stops here, naming it) and compile the schema."""
-    enricher = Enricher(load_manifest(settings.manifest_path), settings, versions,
-                        challengers=settings.challenger_versions)
-    return Pipeline(validate=make_validator(settings.schemas_dir, settings.max_event_bytes),
-                    enricher=enricher, include_embedding=settings.include_embedding,
-                    run_id=run_id)
-
-
 def run_worker(settings: Settings) -> None:
     sock = bind_socket(settings)   # first: a port in use stops the worker before anything runs
     started = time.perf_counter()
-    pipeline = build_pipeline(settings)
+    pipeline = build_pipeline(settings, clock=wall_clock_ms)
     load_seconds = time.perf_counter() - started
     ensure_topics(settings)
     signals_app = create_app(settings, pipeline)
@@ -51,3 +38,7 @@ def ops_server(settings: Settings, signals_app: SignalsApp, sock: Any) -> OpsSer
     sources = (names.events, names.enriched, names.shadow)
     return OpsServer(sock, web_app(signals_app.app, signals_app.health, signals_app.metrics,
                                    sources))
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)

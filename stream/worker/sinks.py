@@ -1,6 +1,7 @@
 """Where the agents send records: a Faust sink in the worker, a list-backed sink in tests.
 
-The agents depend only on the `Sink` protocol, so tests observe exactly what would be produced
+The agents hand typed records (`stream.core.outputs`) to a `Sink`; the sink serialises them. Tests
+use `ListSink`, which keeps the serialised bytes, so they observe exactly what would be produced
 without a broker and without patching anything.
 """
 
@@ -10,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from stream.core.pipeline import OutRecord
+from stream.core.outputs import OutRecord, Record, serialise
 
 
 class Sink(Protocol):
-    async def send(self, topic: str, record: OutRecord) -> None: ...
+    async def send(self, topic: str, record: Record) -> None: ...
 
 
 class FaustSink:
@@ -23,8 +24,9 @@ class FaustSink:
     def __init__(self, topics: Mapping[str, Any]) -> None:
         self.topics = topics
 
-    async def send(self, topic: str, record: OutRecord) -> None:
-        await self.topics[topic].send(key=record.key, value=record.value)
+    async def send(self, topic: str, record: Record) -> None:
+        out = serialise(record)
+        await self.topics[topic].send(key=out.key, value=out.value)
 
 
 class ListSink:
@@ -33,5 +35,5 @@ class ListSink:
     def __init__(self) -> None:
         self.records: dict[str, list[OutRecord]] = defaultdict(list)
 
-    async def send(self, topic: str, record: OutRecord) -> None:
-        self.records[topic].append(record)
+    async def send(self, topic: str, record: Record) -> None:
+        self.records[topic].append(serialise(record))

@@ -15,10 +15,10 @@ import pytest
 
 from stream.cli import main as cli_main
 from stream.connectors.kafka import ensure_topics, produce
+from stream.core.builder import build_pipeline
 from stream.core.records import ContentEvent
 from stream.models.manifest import load_manifest
 from stream.settings import Settings
-from stream.worker.run import build_pipeline
 from tests.integration.helpers import collect, running_worker, values
 
 pytestmark = pytest.mark.integration
@@ -72,8 +72,8 @@ def challenger_labels(settings: Settings, events: list[dict[str, Any]]) -> list[
     parsed = [pipeline.validate(orjson.dumps(e)) for e in events]
     assert all(isinstance(p, ContentEvent) for p in parsed)
     enriched = pipeline.enricher.enrich(parsed)  # type: ignore[arg-type]
-    assert all(e.signals["sentiment"]["model"] == CHALLENGER for e in enriched)
-    return [e.signals["sentiment"]["label"] for e in enriched]
+    assert all(e.signals["sentiment"].model == CHALLENGER for e in enriched)
+    return [e.signals["sentiment"].label for e in enriched]
 
 
 def test_challenger_is_shadowed_and_evaluated_in_one_window(

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.cli.commands import keyed_lines, read_lines
+from stream.connectors.jsonl import keyed_lines, read_lines
 from stream.connectors.kafka import ensure_topics, produce
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import CHECKOUT as REPO_ROOT
+from stream.settings import Settings
 from tests.integration.helpers import (
     WorkerProcess,
     collect,

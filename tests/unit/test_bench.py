@@ -14,10 +14,11 @@ import pytest
 from stream.bench.run import DEFAULT_DATA
 from stream.cli import main
 from stream.models.manifest import load_manifest
-from stream.settings import REPO_ROOT, Settings
+from stream.paths import CHECKOUT
+from stream.settings import Settings
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
-DEMO = REPO_ROOT / "deploy" / "demo" / "events.jsonl"
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
+DEMO = CHECKOUT / "deploy" / "demo" / "events.jsonl"
 TINY = ("--events", "24", "--batch-sizes", "8,1", "--model-threads", "1")
 
 

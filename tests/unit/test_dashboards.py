@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.settings import REPO_ROOT
+from stream.paths import CHECKOUT as REPO_ROOT
 from stream.worker.metrics import WorkerMetrics, exported_names
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "content-signals.json"

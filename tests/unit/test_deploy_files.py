@@ -11,17 +11,18 @@ import pytest
 import yaml
 
 from stream.cli.main import build_parser
-from stream.settings import ENV_PREFIX, REPO_ROOT, Settings
+from stream.paths import CHECKOUT
+from stream.settings import ENV_PREFIX, Settings
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    data: dict[str, Any] = yaml.safe_load((CHECKOUT / "docker-compose.yml").read_text())
     return data
 
 
 def pom_kafka_version() -> str:
-    pom = (REPO_ROOT / "deploy" / "kafka" / "pom.xml").read_text()
+    pom = (CHECKOUT / "deploy" / "kafka" / "pom.xml").read_text()
     match = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
     assert match
     return match.group(1)
@@ -35,7 +36,7 @@ def test_compose_workers_build_from_the_dockerfile_and_run_a_real_subcommand(
     compose: dict[str, Any]
 ) -> None:
     worker = compose["services"]["worker"]
-    assert (REPO_ROOT / worker["build"]["context"] / worker["build"]["dockerfile"]).is_file()
+    assert (CHECKOUT / worker["build"]["context"] / worker["build"]["dockerfile"]).is_file()
     assert worker["deploy"]["replicas"] >= 2
     args = build_parser().parse_args(worker["command"])
     assert args.command == "worker"
@@ -50,7 +51,15 @@ def test_compose_environment_names_real_settings(compose: dict[str, Any]) -> Non
 
 
 def test_dockerfile_copies_what_the_worker_reads() -> None:
-    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    dockerfile = (CHECKOUT / "Dockerfile").read_text()
     for folder in ("stream", "schemas", "models_onnx"):
         assert f"COPY {folder} ./{folder}" in dockerfile
-        assert Path(REPO_ROOT / folder).is_dir()
+        assert Path(CHECKOUT / folder).is_dir()
+
+
+def test_the_spark_extra_pins_the_version_whose_connector_the_pom_fetches() -> None:
+    pom = (CHECKOUT / "deploy" / "spark" / "pom.xml").read_text()
+    match = re.search(r"<spark.version>([^<]+)</spark.version>", pom)
+    assert match
+    pyproject = (CHECKOUT / "pyproject.toml").read_text()
+    assert f'spark = ["pyspark=={match.group(1)}"]' in pyproject

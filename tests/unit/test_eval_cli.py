@@ -15,11 +15,13 @@ from stream.cli import main
 from stream.core.pipeline import Pipeline
 from stream.evaluation.gate import load_gate
 from stream.evaluation.offline import task_models
-from stream.settings import REPO_ROOT, Settings
+from stream.models.heads import LanguageModel
+from stream.paths import CHECKOUT
+from stream.settings import Settings
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
-BASELINE = REPO_ROOT / "tests" / "golden" / "baseline.json"
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"   # optional: tests skip without it
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
+BASELINE = CHECKOUT / "tests" / "golden" / "baseline.json"
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"   # optional: tests skip without it
 
 SENTENCES = {
     "en": ["The committee will publish its final report on rural broadband next spring.",
@@ -73,8 +75,8 @@ def test_plain_records_run_through_the_worker_pipeline(
     # the same numbers from the language model called directly on the same texts
     texts = [r.get("text") or f"{r['title']}. {r['description']}" for r in plain_rows()]
     language = pipeline.enricher.language
-    assert language is not None
-    predicted = [s["label"] for s in language.predict(texts)]
+    assert isinstance(language, LanguageModel)
+    predicted = [s.label for s in language.predict(texts)]
     truth = [r["label"] for r in plain_rows()]
     assert scored["n"] == len(truth)
     assert scored["metrics"]["accuracy"] == pytest.approx(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stream.evaluation.online import summarise, summary_lines
+from stream.evaluation.online import summarise, window_summary
 
 
 def window(start: int, count: int, agreement: float, champion: dict[str, float],
@@ -30,9 +30,9 @@ def test_agreement_and_distributions_are_weighted_by_window_size() -> None:
                                                         "max_labels_psi": 0.3})
     assert summary["psi"]["challenger"] is None
     assert (summary["first_window_ms"], summary["last_window_ms"]) == (0, 120_000)
-    lines = summary_lines([summary])
+    lines = window_summary([summary])
     assert lines[0] == "spam: spam-v1 vs spam-v2: 40 items in 2 windows, agreement 0.625"
 
 
 def test_no_records_says_what_to_check() -> None:
-    assert "SIGNALS_CHALLENGERS" in summary_lines(summarise([]))[0]
+    assert "SIGNALS_CHALLENGERS" in window_summary(summarise([]))[0]

@@ -11,29 +11,26 @@ import orjson
 import pytest
 
 from stream.evaluation.gate import Gate, compare, comparison_notes
-from stream.evaluation.offline import Evaluation, TaskModel, TaskPredictions
+from stream.evaluation.offline import Evaluation, TaskPredictions
 from stream.evaluation.report import write_outputs
 from stream.evaluation.scoring import ScoreOptions, build_result, score_task
-from stream.models.heads import HeadSpec, head_signal
+from stream.models.heads import ClassifierSpec, head_signal
 
-SAFETY = HeadSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
+SAFETY = ClassifierSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
                   multi_label=True, thresholds={"offensive": 0.5, "hate": 0.4, "explicit": 0.5},
                   english_only=True)
-SPAM = HeadSpec(task="spam", version="spam-t", labels=("ham", "spam"), multi_label=False,
+SPAM = ClassifierSpec(task="spam", version="spam-t", labels=("ham", "spam"), multi_label=False,
                 thresholds={"spam": 0.3}, english_only=True)
 
 
-def predictions(spec: HeadSpec, rows: list[list[float]], truth: list[tuple[str, ...]],
+def predictions(spec: ClassifierSpec, rows: list[list[float]], truth: list[tuple[str, ...]],
                 reliable: list[bool] | None = None) -> TaskPredictions:
-    model = TaskModel(spec.task, spec.version, spec.labels, spec.multi_label, spec.english_only,
-                      spec.thresholds)
-    signals = [head_signal(np.array(row), spec) for row in rows]
-    for signal, ok in zip(signals, reliable or [True] * len(rows), strict=True):
-        if not ok:   # what the enricher does to an English-only head on non-English text
-            signal.update(reliable=False, flagged=[])
-    slices = [{"reliable": "yes" if s.get("reliable", True) else "no", "market": "US"}
-              for s in signals]
-    return TaskPredictions(model, list(truth), signals, slices)
+    signals = [head_signal(np.array(row), spec) if ok
+               # what the enricher does to an English-only head on non-English text
+               else head_signal(np.array(row), spec).unreliable()
+               for row, ok in zip(rows, reliable or [True] * len(rows), strict=True)]
+    slices = [{"reliable": "yes" if s.is_reliable else "no", "market": "US"} for s in signals]
+    return TaskPredictions(spec, list(truth), signals, slices)
 
 
 SAFETY_ROWS = [[0.9, 0.6, 0.1],   # flags offensive, hate
@@ -67,7 +64,7 @@ def test_multi_label_safety_is_scored_per_label_on_flagged() -> None:
 def test_a_thresholded_single_label_head_uses_the_signal_label() -> None:
     rows = [[0.75, 0.25], [0.65, 0.35], [0.9, 0.1], [0.2, 0.8]]
     p = predictions(SPAM, rows, [("ham",), ("spam",), ("ham",), ("spam",)])
-    assert [s["label"] for s in p.signals] == ["ham", "spam", "ham", "spam"]  # 0.35 >= 0.3
+    assert [s.label for s in p.signals] == ["ham", "spam", "ham", "spam"]  # 0.35 >= 0.3
     scored = score_task(p, ScoreOptions(bootstrap=0))
     assert scored["metrics"]["accuracy"] == 1.0
     assert scored["confusion"] == {"labels": ["ham", "spam"], "matrix": [[2, 0], [0, 2]]}

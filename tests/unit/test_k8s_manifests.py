@@ -19,7 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stream.settings import ENV_PREFIX, REPO_ROOT, Settings
+from stream.paths import CHECKOUT as REPO_ROOT
+from stream.settings import ENV_PREFIX, Settings
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "production"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from stream.core.pipeline import OutRecord, dead_letter
+from stream.core.outputs import SignalRecord
+from stream.core.pipeline import dead_letter
 from stream.core.records import Position, RawMessage
 from stream.errors import Rejection, RejectReason
 from stream.worker.logs import BATCH_LOGGER, dead_letter_event_id, log_batch, offset_ranges
@@ -20,10 +20,12 @@ def message(partition: int, offset: int, value: bytes = b"{}") -> RawMessage:
     return RawMessage(value=value, position=Position("content.events.v1", partition, offset))
 
 
-def signal(event_id: str, partition: int, offset: int) -> OutRecord:
-    value = {"event_id": event_id, "content_id": f"c-{event_id}", "flags": ["spam"],
-             "source": {"topic": "content.events.v1", "partition": partition, "offset": offset}}
-    return OutRecord(b"c", orjson.dumps(value))
+def signal(event_id: str, partition: int, offset: int) -> SignalRecord:
+    return SignalRecord(event_id=event_id, event_type="comment.created",
+                        content_id=f"c-{event_id}", content_type="comment",
+                        event_time="2026-01-01T00:00:00Z", market=None, signals={},
+                        flags=("spam",), models={},
+                        source=Position("content.events.v1", partition, offset))
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def test_offset_ranges_are_per_partition_whatever_the_order() -> None:
 def test_a_dead_letter_names_its_event_id_when_the_bytes_have_one(
         value: bytes, expected: str | None) -> None:
     letter = dead_letter(message(0, 1, value), Rejection(RejectReason.SCHEMA, "bad"))
-    assert dead_letter_event_id(orjson.loads(letter.value)) == expected
+    assert dead_letter_event_id(letter) == expected
 
 
 def test_batch_lines_carry_offsets_and_dead_letter_ids() -> None:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 
-from stream.models.shadow import eval_folder, psi, shadow_record
-from stream.windows.aggregator import WindowAggregator, WindowSpec
+from stream.core.outputs import ShadowRecord, Signal
+from stream.models.shadow import eval_folder, psi
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow
 
 REFERENCE = {"predicted": {"ham": 0.9, "spam": 0.1},
              "histograms": {"spam": [9, 0, 0, 0, 0, 0, 0, 0, 0, 1],
                             "ham": [1, 0, 0, 0, 0, 0, 0, 0, 0, 9]}}
 
 
-def signal(model: str, label: str, spam: float) -> dict[str, Any]:
-    return {"model": model, "label": label, "score": max(spam, 1 - spam),
-            "scores": {"ham": 1 - spam, "spam": spam}}
+def signal(model: str, label: str, spam: float) -> Signal:
+    return Signal(model=model, label=label, score=max(spam, 1 - spam),
+                  scores={"ham": 1 - spam, "spam": spam})
 
 
 def test_psi_is_zero_for_equal_distributions_and_matches_the_formula() -> None:
@@ -29,13 +30,13 @@ def test_psi_is_zero_for_equal_distributions_and_matches_the_formula() -> None:
 
 def test_a_window_reports_agreement_distributions_and_drift() -> None:
     folder = eval_folder({"spam-v1": REFERENCE})
-    windows = WindowAggregator({}, (WindowSpec(60_000, 60_000),), grace_ms=0, folder=folder)
+    windows = WindowAggregator({}, (TumblingWindow(60_000),), grace_ms=0, folder=folder)
     pairs = [("ham", 0.05, "ham", 0.10), ("spam", 0.95, "ham", 0.40),
              ("ham", 0.02, "ham", 0.01), ("spam", 0.99, "spam", 0.97)]
     for i, (label_a, p_a, label_b, p_b) in enumerate(pairs):
-        record = shadow_record("spam", i * 1000, signal("spam-v1", label_a, p_a),
-                               signal("spam-v2", label_b, p_b), event_id=f"e-{i}",
-                               content_id=f"c-{i}")
+        record = ShadowRecord("spam", i * 1000, f"e-{i}", f"c-{i}",
+                              signal("spam-v1", label_a, p_a),
+                              signal("spam-v2", label_b, p_b)).to_json()
         assert windows.update("spam", record, partition=0) == []
     [closed] = windows.flush()
     assert closed["task"] == "spam" and closed["count"] == 4

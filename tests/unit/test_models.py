@@ -9,12 +9,13 @@ import numpy as np
 import orjson
 import pytest
 
+from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
 from stream.errors import ConfigError, ModelContractError, ModelFileError
+from stream.models.heads import HeadModel, LanguageModel
 from stream.models.manifest import Manifest, load_manifest
 from stream.models.onnx_session import OnnxModel
 from stream.settings import Settings
-from stream.worker.run import build_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +112,10 @@ def test_every_head_honours_its_contract_and_label_map(pipeline: Pipeline) -> No
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    assert pipeline.enricher.heads, "no classification head is active"
-    for head in pipeline.enricher.heads:
-        spec = head.head
+    heads = [m for m in pipeline.enricher.classifiers if isinstance(m, HeadModel)]
+    assert heads, "no classification head is active"
+    for head in heads:
+        spec = head.contract
         assert len(set(spec.labels)) == len(spec.labels) >= 2
         assert set(spec.thresholds) <= set(spec.labels)
         probs = head.model.run({"embedding": vectors})["probabilities"]
@@ -122,15 +124,15 @@ def test_every_head_honours_its_contract_and_label_map(pipeline: Pipeline) -> No
         if not spec.multi_label:
             assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
         for signal in head.predict(vectors):
-            assert signal["model"] == head.version
-            assert signal["label"] in (*spec.labels, "none")
-            assert list(signal["scores"]) == list(spec.labels)
+            assert signal.model == head.version
+            assert signal.label in (*spec.labels, "none")
+            assert list(signal.scores or ()) == list(spec.labels)
 
 
 def test_the_language_model_names_75_iso_codes(pipeline: Pipeline) -> None:
     language = pipeline.enricher.language
-    assert language is not None
+    assert isinstance(language, LanguageModel)
     assert len(language.labels) == 75 and all(len(code) == 2 for code in language.labels)
     [german, english] = language.predict(["Das ist ein ganz normaler deutscher Satz.",
                                           "This is a perfectly ordinary English sentence."])
-    assert (german["label"], english["label"]) == ("de", "en")
+    assert (german.label, english.label) == ("de", "en")

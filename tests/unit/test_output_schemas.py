@@ -4,14 +4,14 @@ Records come from the real code paths (`process_batch` with the real models, a c
 replay-style pipeline and a real file-to-file `signals replay`, the real `WindowAggregator` with
 the signal and model-eval folders) and are validated as they go on the wire (orjson bytes, parsed
 back). The schemas themselves are checked against the draft-07 meta-schema, against the topic list
-in `stream.settings.Topics`, and for actually rejecting wrong records.
+in `stream.core.topics.REGISTRY`, and for actually rejecting wrong records.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +19,28 @@ import fastjsonschema
 import orjson
 import pytest
 
-from stream.core.pipeline import BatchOutput, OutRecord, Pipeline, dead_letter, dumps, process_batch
+from stream.core.builder import build_pipeline
+from stream.core.outputs import Record, ShadowRecord, Signal, dumps, serialise
+from stream.core.pipeline import BatchOutput, Pipeline, dead_letter, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import REGISTRY, Topics
 from stream.errors import Rejection, RejectReason
 from stream.models.manifest import load_manifest
-from stream.models.shadow import eval_folder, load_references, shadow_record
+from stream.models.shadow import eval_folder, load_references
+from stream.paths import CHECKOUT
 from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
 from stream.replay.run import run_replay
 from stream.replay.sinks import output_paths
-from stream.settings import REPO_ROOT, Settings, Topics
-from stream.windows.aggregator import WindowAggregator, WindowSpec
-from stream.worker.app import window_specs
-from stream.worker.run import build_pipeline
+from stream.settings import Settings
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow, window_kinds
 from tests.schemas import SCHEMAS, assert_valid, schema, validator
 
-GOLDEN = REPO_ROOT / "tests" / "golden" / "events.jsonl"
+GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
-                 TOPICS.model_eval)
+                 TOPICS.model_eval, TOPICS.late)
 CHALLENGERS = "sentiment=sentiment-minilm-mlp-v1,language=langid-charngram-v1"
 RUN_ID = "replay-0123456789abcdef"
 
@@ -121,8 +124,9 @@ SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
 SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 
 
-def values(records: list[OutRecord]) -> list[dict[str, Any]]:
-    return [orjson.loads(r.value) for r in records]
+def values(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """The records' values as a sink writes them, read back."""
+    return [orjson.loads(serialise(r).value) for r in records]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +167,8 @@ def malformed_messages(settings: Settings) -> dict[str, bytes | None]:
     return {
         "invalid_json": b'{"event_id": "broken", ',
         "invalid_json:array": b"[1, 2, 3]",
-        "invalid_json:tombstone": None,
+        "tombstone": None,
+        "schema_violation:duplicate_key": orjson.dumps(ok)[:-1] + b', "title": "again"}',
         "invalid_utf8": b'{"event_id": "\xff\xfe"}',
         "schema_violation:missing": orjson.dumps({k: v for k, v in ok.items()
                                                   if k != "event_id"}),
@@ -215,7 +220,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> di
 
 
 def signal_windows(settings: Settings, enriched: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    aggregator = WindowAggregator({}, window_specs(settings), settings.window_grace_s * 1000)
+    aggregator = WindowAggregator({}, window_kinds(settings), settings.window_grace_s * 1000)
     closed: list[dict[str, Any]] = []
     for i, record in enumerate(enriched):
         closed += aggregator.update(record["group"], record, partition=i % 2)
@@ -225,7 +230,7 @@ def signal_windows(settings: Settings, enriched: list[dict[str, Any]]) -> list[d
 def eval_windows(settings: Settings, shadow: list[dict[str, Any]]) -> list[dict[str, Any]]:
     folder = eval_folder(load_references(load_manifest(settings.manifest_path)))
     size = settings.model_eval_window_s * 1000
-    aggregator = WindowAggregator({}, (WindowSpec(size, size),), settings.window_grace_s * 1000,
+    aggregator = WindowAggregator({}, (TumblingWindow(size),), settings.window_grace_s * 1000,
                                   folder=folder)
     closed: list[dict[str, Any]] = []
     for record in shadow:
@@ -282,12 +287,14 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
                                    include_processing=run_id is None)
     message = RawMessage(b'{"event_id": "e"}', Position(TOPICS.events, 2, 7), key=b"k",
                          timestamp_ms=1)
-    letters = [orjson.loads(dead_letter(message, Rejection(reason, f"because {reason}"),
-                                        pipeline).value)
-               for reason in RejectReason]
+    letters = values([dead_letter(message, Rejection(reason, f"because {reason}"), pipeline)
+                      for reason in RejectReason])
     assert_valid(TOPICS.dlq, letters)
-    assert_valid(TOPICS.dlq, [orjson.loads(dead_letter(message, Rejection(
-        RejectReason.PROCESSING, "RuntimeError: boom")).value)])        # no pipeline given
+    assert_valid(TOPICS.dlq, values([dead_letter(message, Rejection(
+        RejectReason.PROCESSING, "RuntimeError: boom"))]))        # no pipeline given
+    huge = RawMessage(b"z" * (3 * 1024 * 1024), Position(TOPICS.events, 0, 9))
+    assert_valid(TOPICS.dlq, values([dead_letter(huge, Rejection(RejectReason.TOO_LARGE, "big"),
+                                                 pipeline)]))    # described, not copied
 
 
 def test_shadow_records_match_the_schema(live: BatchOutput) -> None:
@@ -345,6 +352,22 @@ def test_closed_signal_windows_match_the_schema(live: BatchOutput, settings: Set
     assert any(w["flag_rates"] for w in windows)
 
 
+def test_late_records_match_the_schema(live: BatchOutput, settings: Settings) -> None:
+    """Every enriched record once more, after its windows closed: each one is late."""
+    def at(record: dict[str, Any], offset: int, **changes: Any) -> dict[str, Any]:
+        return {**record, **changes, "source": {**record["source"], "partition": 0,
+                                                 "offset": offset}}
+    enriched = values(live.enriched)
+    aggregator = WindowAggregator({}, window_kinds(settings), grace_ms=0)
+    for i, record in enumerate(enriched):
+        aggregator.update(record["group"], at(record, i), 0)
+    aggregator.update(enriched[0]["group"], at(enriched[0], 10**6, event_time_ms=10**13), 0)
+    late = [aggregator.prepare(r["group"], at(r, 10**6 + i), 0).late
+            for i, r in enumerate(enriched, 1)]
+    assert all(x is not None for x in late)
+    assert_valid(TOPICS.late, [x for x in late if x is not None])
+
+
 def test_closed_model_eval_windows_match_the_schema(live: BatchOutput,
                                                     settings: Settings) -> None:
     windows = eval_windows(settings, values(live.shadow))
@@ -359,10 +382,10 @@ def test_a_score_drift_that_cannot_be_computed_is_null_on_the_wire() -> None:
     """drift() reports NaN when no label of the window is in the reference; orjson writes null."""
     reference = {"predicted": {"a": 5}, "histograms": {"a": [1] * 10}}
     folder = eval_folder({"m-1": reference})
-    aggregator = WindowAggregator({}, (WindowSpec(60_000, 60_000),), 0, folder=folder)
-    side = {"model": "m-1", "label": "b", "score": 0.9, "scores": {"b": 0.9}}
-    aggregator.update("t", shadow_record("t", 1_000, side, {**side, "model": "m-2"},
-                                         event_id="e-1", content_id="c-1"), 0)
+    aggregator = WindowAggregator({}, (TumblingWindow(60_000),), 0, folder=folder)
+    side = Signal(model="m-1", label="b", score=0.9, scores={"b": 0.9})
+    aggregator.update("t", ShadowRecord("t", 1_000, "e-1", "c-1", side,
+                                        dataclasses.replace(side, model="m-2")).to_json(), 0)
     [window] = [orjson.loads(dumps(w)) for w in aggregator.flush()]
     assert window["psi"]["champion"]["scores"] is None
     assert_valid(TOPICS.model_eval, [window])
@@ -408,6 +431,12 @@ def documented_fields(node: Any, path: str = "#") -> Iterator[tuple[str, dict[st
 
 def test_every_topic_has_a_schema_file_named_after_it() -> None:
     assert {p.stem for p in schema_files()} == set(TOPICS.all())
+    assert {p.name for p in schema_files()} == {spec.schema for spec in REGISTRY}
+
+
+def test_the_registry_and_the_topic_names_list_the_same_roles_in_order() -> None:
+    assert [f.name for f in dataclasses.fields(Topics)] == [spec.role for spec in REGISTRY]
+    assert Topics.with_prefix("p.").all() == tuple(f"p.{spec.name}" for spec in REGISTRY)
 
 
 @pytest.mark.parametrize("path", schema_files(), ids=lambda p: p.name)
@@ -467,7 +496,7 @@ def test_the_event_fields_of_outputs_match_the_input_contract() -> None:
 ])
 def test_the_signals_schema_rejects_broken_records(live: BatchOutput,
                                                    breaks: Callable[[dict[str, Any]], Any]) -> None:
-    record = orjson.loads(live.signals[0].value)
+    [record] = values(live.signals[:1])
     validator(TOPICS.signals)(record)
     breaks(record)
     with pytest.raises(fastjsonschema.JsonSchemaException):

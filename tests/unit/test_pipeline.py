@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -11,10 +12,24 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
 from stream.core.enrich import Enricher, Enrichment, ModelTimings
-from stream.core.pipeline import DLQ_UTF8_MAX_BYTES, Pipeline, dead_letter, process_batch
+from stream.core.outputs import (
+    DLQ_HEAD_BYTES,
+    DLQ_ORIGINAL_MAX_BYTES,
+    DLQ_UTF8_MAX_BYTES,
+    Record,
+    serialise,
+)
+from stream.core.pipeline import Pipeline, dead_letter, process_batch
 from stream.core.records import ContentEvent, Position, RawMessage
 from stream.errors import Rejection, RejectReason
+
+
+def wire(record: Record) -> dict[str, Any]:
+    """The record's value as a sink writes it, read back."""
+    value: dict[str, Any] = orjson.loads(serialise(record).value)
+    return value
 
 
 def message(offset: int, value: bytes | None) -> RawMessage:
@@ -34,8 +49,8 @@ def test_one_output_per_input_with_source_positions(pipeline: Pipeline) -> None:
               event(4, event_type="content.deleted", title=None)]
     values[4] = orjson.dumps({k: v for k, v in orjson.loads(values[4]).items() if v is not None})
     out = process_batch(pipeline, [message(i, v) for i, v in enumerate(values)])
-    signals = [orjson.loads(r.value) for r in out.signals]
-    letters = [orjson.loads(r.value) for r in out.dead_letters]
+    signals = [wire(r) for r in out.signals]
+    letters = [wire(r) for r in out.dead_letters]
     assert sorted([s["source"]["offset"] for s in signals] +
                   [d["source"]["offset"] for d in letters]) == [0, 1, 2, 3, 4]
     assert [s["event_id"] for s in signals] == ["e-0", "e-3", "e-4"]
@@ -55,7 +70,7 @@ def test_batch_stats_count_what_the_records_say(pipeline: Pipeline) -> None:
                             "event_time": "2026-01-05T10:00:00Z",
                             "text": "WIN a FREE iPhone!!! click bit.ly/free now"})]
     out = process_batch(pipeline, [message(i, v) for i, v in enumerate(values)])
-    signals = [orjson.loads(r.value) for r in out.signals]
+    signals = [wire(r) for r in out.signals]
     assert out.stats.dead_letters == {"invalid_json": 1, "schema_violation": 1}
     expected_labels = Counter((task, s["model"], s["label"])
                               for signal in signals for task, s in signal["signals"].items())
@@ -71,9 +86,9 @@ def test_batch_stats_count_what_the_records_say(pipeline: Pipeline) -> None:
 def test_signal_values_are_deterministic_apart_from_processing(pipeline: Pipeline) -> None:
     batch = [message(i, event(i)) for i in range(4)]
     first, second = process_batch(pipeline, batch), process_batch(pipeline, batch)
-    strip = [{k: v for k, v in orjson.loads(r.value).items() if k != "processing"}
+    strip = [{k: v for k, v in wire(r).items() if k != "processing"}
              for r in first.signals]
-    again = [{k: v for k, v in orjson.loads(r.value).items() if k != "processing"}
+    again = [{k: v for k, v in wire(r).items() if k != "processing"}
              for r in second.signals]
     assert strip == again
     assert [r.key for r in first.signals] == [b"c-0", b"c-1", b"c-2", b"c-3"]
@@ -98,8 +113,8 @@ def test_an_event_that_breaks_a_model_is_dead_lettered_alone(pipeline: Pipeline)
     poisoned = dataclasses.replace(
         pipeline, enricher=PoisonedEnricher(pipeline.enricher, {"e-1"}))  # type: ignore[arg-type]
     out = process_batch(poisoned, [message(i, event(i)) for i in range(3)])
-    assert [orjson.loads(r.value)["event_id"] for r in out.signals] == ["e-0", "e-2"]
-    [letter] = [orjson.loads(r.value) for r in out.dead_letters]
+    assert [wire(r)["event_id"] for r in out.signals] == ["e-0", "e-2"]
+    [letter] = [wire(r) for r in out.dead_letters]
     assert letter["error"]["class"] == "processing_error"
     assert letter["source"]["offset"] == 1
     assert "model failed on this input" in letter["error"]["message"]
@@ -124,6 +139,33 @@ def test_a_broken_model_stops_the_batch_instead_of_dead_lettering_everything(
 def test_a_dead_letter_keeps_the_bytes_whole_and_a_readable_copy_when_small(
         value: bytes, readable: str | None) -> None:
     message = RawMessage(value=value, position=Position("content.events.v1", 0, 5))
-    letter = orjson.loads(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")).value)
+    letter = wire(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
     assert base64.b64decode(letter["original"]["value_b64"]) == value
     assert letter["original"]["value_utf8"] == readable
+
+
+@pytest.mark.parametrize("size", [DLQ_ORIGINAL_MAX_BYTES + 1, 24 * 1024 * 1024])
+def test_an_original_too_large_to_copy_leaves_a_dead_letter_that_fits_and_finds_it(
+        size: int) -> None:
+    """A dead letter must always be writable (else the enrich agent would fail on the same
+    offset forever): above 2 MiB it carries size, sha256, first bytes and the source position."""
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    message = RawMessage(value=value, position=Position("content.events.v1", 3, 77), key=b"k")
+    out = serialise(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
+    assert len(out.value) < DLQ_MAX_MESSAGE_BYTES // 2
+    letter = orjson.loads(out.value)
+    assert letter["original"]["value_b64"] is None and letter["original"]["value_utf8"] is None
+    oversized = letter["original"]["oversized"]
+    assert oversized["size_bytes"] == size
+    assert oversized["sha256"] == hashlib.sha256(value).hexdigest()
+    assert base64.b64decode(oversized["head_b64"]) == value[:DLQ_HEAD_BYTES]
+    assert (letter["source"]["partition"], letter["source"]["offset"]) == (3, 77)
+    assert out.key == b"k"
+
+
+def test_an_original_of_exactly_the_limit_is_still_copied_whole() -> None:
+    value = b"y" * DLQ_ORIGINAL_MAX_BYTES
+    letter = wire(dead_letter(RawMessage(value, Position("t", 0, 0)),
+                              Rejection(RejectReason.TOO_LARGE, "big")))
+    assert base64.b64decode(letter["original"]["value_b64"]) == value
+    assert "oversized" not in letter["original"]

@@ -27,7 +27,7 @@ from stream.replay.plan import (
     version_tag,
 )
 from stream.replay.sources import pick_partition
-from stream.replay.state import Checkpoint, Counts, load_checkpoint, save_checkpoint
+from stream.replay.state import Checkpoint, ReplayCounts, load_checkpoint, save_checkpoint
 from stream.settings import Settings
 
 T0 = parse_time("2026-01-05T10:00:00Z")
@@ -161,7 +161,7 @@ def test_checkpoints_round_trip_and_are_replaced_atomically(tmp_path: Path) -> N
     path = tmp_path / "replay.ckpt"
     assert load_checkpoint(path) is None
     checkpoint = Checkpoint("f" * 64, "replay-x", "file out.jsonl", {0: (0, 10), 1: (5, 9)},
-                            {0: 4, 1: 9}, Counts(read=8, signals=7, dead_letters=1),
+                            {0: 4, 1: 9}, ReplayCounts(read=8, signals=7, dead_letters=1),
                             {"signals": 123}, {"__watermark__|0": 5})
     save_checkpoint(path, checkpoint)
     assert load_checkpoint(path) == checkpoint

@@ -42,12 +42,12 @@ def test_topic_prefix_applies_to_every_topic() -> None:
     ("env", "fragment"),
     [
         ({"SIGNALS_BATCH_MAX_SIZE": "many"}, "SIGNALS_BATCH_MAX_SIZE='many' is not a number"),
-        ({"SIGNALS_PARTITIONS": "0"}, "partitions=0; it must be >= 1"),
+        ({"SIGNALS_PARTITIONS": "0"}, "SIGNALS_PARTITIONS=0; it must be >= 1"),
         ({"SIGNALS_INCLUDE_EMBEDDING": "maybe"}, "use true or false"),
         ({"SIGNALS_SECURITY_PROTOCOL": "TLS"}, "use one of"),
         ({"SIGNALS_SECURITY_PROTOCOL": "SASL_SSL"}, "SIGNALS_SASL_USERNAME"),
         ({"SIGNALS_HOPPING_WINDOW_S": "300", "SIGNALS_HOPPING_STEP_S": "70"}, "not a multiple"),
-        ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "connect_timeout_s=0.0; must be > 0"),
+        ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "SIGNALS_CONNECT_TIMEOUT_S=0.0; it must be > 0"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], fragment: str) -> None:
@@ -75,7 +75,7 @@ def test_cli_reports_config_errors_without_a_traceback(
     monkeypatch.setenv("SIGNALS_LOG_FORMAT", "xml")
     assert main(["tail", "content.signals.v1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: log_format='xml'")
+    assert err.startswith("error: SIGNALS_LOG_FORMAT='xml'")
     assert "Traceback" not in err
 
 

@@ -5,55 +5,60 @@ from __future__ import annotations
 import numpy as np
 
 from stream.core.enrich import is_english
+from stream.core.outputs import Signal
 from stream.core.records import ContentEvent
 from stream.core.rules import aggregation_group, flags_for
-from stream.models.heads import HeadSpec, head_signal
+from stream.models.heads import ClassifierSpec, head_signal
 
-SPAM = HeadSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
+SPAM = ClassifierSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
                 thresholds={"spam": 0.8}, english_only=True)
-SAFETY = HeadSpec("safety", "safety-v1", ("offensive", "hate", "explicit"), multi_label=True,
+SAFETY = ClassifierSpec("safety", "safety-v1", ("offensive", "hate", "explicit"), multi_label=True,
                   thresholds={"offensive": 0.5, "hate": 0.3, "explicit": 0.6}, english_only=True)
-TOPIC = HeadSpec("topic", "topic-v1", ("News", "Sports", "Comedy"), multi_label=False,
+TOPIC = ClassifierSpec("topic", "topic-v1", ("News", "Sports", "Comedy"), multi_label=False,
                  thresholds={}, english_only=True)
+
+
+def sig(label: str, score: float = 0.5, flagged: tuple[str, ...] | None = None) -> Signal:
+    return Signal(label=label, score=score, model="m-1", flagged=flagged)
 
 
 def test_single_label_takes_the_argmax() -> None:
     signal = head_signal(np.array([0.2, 0.7, 0.1]), TOPIC)
-    assert (signal["label"], signal["score"], signal["flagged"]) == ("Sports", 0.7, [])
-    assert signal["scores"] == {"News": 0.2, "Sports": 0.7, "Comedy": 0.1}
+    assert (signal.label, signal.score, signal.flagged) == ("Sports", 0.7, ())
+    assert signal.scores == {"News": 0.2, "Sports": 0.7, "Comedy": 0.1}
 
 
 def test_a_thresholded_label_needs_its_threshold() -> None:
-    assert head_signal(np.array([0.25, 0.75]), SPAM)["label"] == "ham"   # 0.75 < 0.8
+    assert head_signal(np.array([0.25, 0.75]), SPAM).label == "ham"   # 0.75 < 0.8
     spam = head_signal(np.array([0.1, 0.9]), SPAM)
-    assert (spam["label"], spam["flagged"]) == ("spam", ["spam"])
+    assert (spam.label, spam.flagged) == ("spam", ("spam",))
 
 
 def test_multi_label_flags_every_label_over_its_own_threshold() -> None:
     signal = head_signal(np.array([0.55, 0.35, 0.2]), SAFETY)
-    assert signal["flagged"] == ["hate", "offensive"]
-    assert (signal["label"], signal["score"]) == ("offensive", 0.55)
+    assert signal.flagged == ("hate", "offensive")
+    assert (signal.label, signal.score) == ("offensive", 0.55)
     clean = head_signal(np.array([0.1, 0.05, 0.4]), SAFETY)
-    assert (clean["label"], clean["flagged"], clean["score"]) == ("none", [], 0.4)
+    assert (clean.label, clean.flagged, clean.score) == ("none", (), 0.4)
 
 
 def test_flags_are_named_by_task_and_label() -> None:
-    signals = {"spam": {"flagged": ["spam"]}, "safety": {"flagged": ["hate", "offensive"]},
-               "topic": {"label": "News"}}
-    assert flags_for(signals) == ["safety:hate", "safety:offensive", "spam"]
+    signals = {"spam": sig("spam", flagged=("spam",)),
+               "safety": sig("offensive", flagged=("hate", "offensive")), "topic": sig("News")}
+    assert flags_for(signals) == ("safety:hate", "safety:offensive", "spam")
 
 
 def test_english_unless_confidently_something_else() -> None:
     long = 80
     assert is_english({}, long)
-    assert is_english({"language": {"label": "en", "score": 0.99}}, long)
-    assert is_english({"language": {"label": "de", "score": 0.4}}, long)
-    assert not is_english({"language": {"label": "de", "score": 0.95}}, long)
+    assert is_english({"language": sig("en", 0.99)}, long)
+    assert is_english({"language": sig("de", 0.4)}, long)
+    assert not is_english({"language": sig("de", 0.95)}, long)
 
 
 def test_short_texts_need_near_certainty_to_count_as_non_english() -> None:
-    assert is_english({"language": {"label": "cs", "score": 0.95}}, len("Pivot"))
-    assert not is_english({"language": {"label": "de", "score": 0.999}}, len("Sehr gut, danke!"))
+    assert is_english({"language": sig("cs", 0.95)}, len("Pivot"))
+    assert not is_english({"language": sig("de", 0.999)}, len("Sehr gut, danke!"))
 
 
 def event(content_type: str, market: str | None = "US") -> ContentEvent:
@@ -63,10 +68,10 @@ def event(content_type: str, market: str | None = "US") -> ContentEvent:
 
 
 def test_groups_are_topic_by_market_with_fallbacks() -> None:
-    topic = {"topic": {"label": "News", "score": 0.9}}
+    topic = {"topic": sig("News", 0.9)}
     assert aggregation_group(event("episode"), topic) == "topic=News|market=US"
     assert aggregation_group(event("show", None), topic) == "topic=News|market=ZZ"
     assert aggregation_group(event("comment"), topic) == "content_type=comment|market=US"
-    unreliable = {"topic": {"label": "News", "score": 0.9, "reliable": False}}
+    unreliable = {"topic": sig("News", 0.9).unreliable()}
     assert aggregation_group(event("episode"), unreliable) == "topic=unknown|market=US"
     assert aggregation_group(event("episode"), {}) == "content_type=episode|market=US"

@@ -137,11 +137,11 @@ def test_session_timeout_and_heartbeat_reach_faust() -> None:
 
 
 @pytest.mark.parametrize(("env", "fragment"), [
-    ({"SIGNALS_METRICS_PORT": "70000"}, "metrics_port=70000; use a TCP port 1-65535, or 0"),
-    ({"SIGNALS_METRICS_PORT": "-1"}, "metrics_port=-1"),
+    ({"SIGNALS_METRICS_PORT": "70000"}, "SIGNALS_METRICS_PORT=70000; use a TCP port 1-65535, or 0"),
+    ({"SIGNALS_METRICS_PORT": "-1"}, "SIGNALS_METRICS_PORT=-1"),
     ({"SIGNALS_METRICS_PORT": "http"}, "SIGNALS_METRICS_PORT='http' is not a number"),
-    ({"SIGNALS_HEARTBEAT_INTERVAL_S": "12"}, "heartbeat_interval_s=12.0 must be below"),
-    ({"SIGNALS_SESSION_TIMEOUT_S": "0"}, "both must be > 0"),
+    ({"SIGNALS_HEARTBEAT_INTERVAL_S": "12"}, "SIGNALS_HEARTBEAT_INTERVAL_S=12.0 must be below"),
+    ({"SIGNALS_SESSION_TIMEOUT_S": "0"}, "SIGNALS_SESSION_TIMEOUT_S=0.0; it must be > 0"),
 ])
 def test_bad_operating_settings_are_one_line(env: dict[str, str], fragment: str,
                                               capsys: pytest.CaptureFixture[str],
