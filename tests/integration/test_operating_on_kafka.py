@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.cli.commands import keyed_lines, read_lines
+from stream.connectors.jsonl import keyed_lines, read_lines
 from stream.connectors.kafka import ensure_topics, produce
-from stream.paths import CHECKOUT
+from stream.paths import CHECKOUT as REPO_ROOT
 from stream.settings import Settings
 from tests.integration.helpers import (
     WorkerProcess,
@@ -28,7 +28,7 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-DEMO_EVENTS = CHECKOUT / "deploy" / "demo" / "events.jsonl"
+DEMO_EVENTS = REPO_ROOT / "deploy" / "demo" / "events.jsonl"
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.paths import CHECKOUT
+from stream.paths import CHECKOUT as REPO_ROOT
 from stream.worker.metrics import WorkerMetrics, exported_names
 
-DASHBOARD = CHECKOUT / "deploy" / "grafana" / "content-signals.json"
-ALERTS = CHECKOUT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "content-signals.json"
+ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 METRIC = re.compile(r"\bsignals_[a-z_]+\b")
 
 
@@ -58,7 +58,7 @@ def test_the_dashboard_shows_every_metric_family(exported: set[str]) -> None:
 
 
 def test_every_alert_and_metric_is_in_the_readme(exported: set[str]) -> None:
-    readme = (CHECKOUT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     operating = readme[readme.index("## Operating"):]
     for rule in alert_rules():
         assert rule["alert"] in operating, rule["alert"]

@@ -19,10 +19,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stream.paths import CHECKOUT
+from stream.paths import CHECKOUT as REPO_ROOT
 from stream.settings import ENV_PREFIX, Settings
 
-K8S = CHECKOUT / "deploy" / "k8s"
+K8S = REPO_ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "production"]
 CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
 K8S_VERSION = "1.36"
