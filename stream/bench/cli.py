@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.types import positive_int
+from stream.errors import ConfigError
+from stream.paths import CHECKOUT
 from stream.settings import Settings
+
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_EVENTS = 384
@@ -49,6 +53,20 @@ def add_bench(sub: Any) -> None:
                         help="the input is shuffled with this seed before cycling")
     parser.add_argument("--out", type=Path, metavar="PATH",
                         help="the JSON result (default: bench-results/bench-<UTC time>.json)")
+    sim = parser.add_argument_group(
+        "similarity index (--similarity: measure the ANN libraries instead of process_batch)")
+    sim.add_argument("--similarity", action="store_true",
+                     help="recall@10 vs exact, inserts/s, queries/s and memory per million "
+                          "vectors of usearch, hnswlib and faiss-cpu")
+    sim.add_argument("--vectors", type=positive_int, default=50_000, metavar="N",
+                     help="vectors per data set (default 50000)")
+    sim.add_argument("--queries", type=positive_int, default=1_000, metavar="N",
+                     help="held-out query vectors (default 1000)")
+    sim.add_argument("--real-per-file", type=positive_int, default=500, metavar="N",
+                     help="texts encoded per shared corpus for the real-ish set (default 500)")
+    sim.add_argument("--datasets-dir", type=Path, default=SHARED_DATASETS, metavar="DIR",
+                     help="the shared corpora (default ../shared/datasets; without them, the "
+                          "golden and demo events)")
     group = parser.add_argument_group("processing")
     group.add_argument("--encoder-bucket-size", type=positive_int, metavar="N",
                        help="the encoder's length bucket for the throughput runs")
@@ -72,12 +90,57 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from stream.bench.run import BenchRequest, run_bench
 
     out = args.out or Path("bench-results") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    if args.similarity:
+        return run_similarity_command(args, settings, out)
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
                            bucket_sizes=args.bucket_sizes)
     print("\n".join(bench_summary(run_bench(request, settings))))
     print(f"wrote {out}")
     return 0
+
+
+def run_similarity_command(args: argparse.Namespace, settings: Settings, out: Path) -> int:
+    import orjson
+
+    from stream.bench.run import DEFAULT_DATA
+    from stream.bench.similarity import (
+        encode,
+        random_vectors,
+        real_texts,
+        realish_vectors,
+        run_similarity_bench,
+    )
+    from stream.core.builder import build_pipeline
+
+    if args.queries >= args.vectors:
+        raise ConfigError(f"--queries {args.queries} must be fewer than --vectors {args.vectors}")
+    texts = real_texts(args.datasets_dir if args.datasets_dir.is_dir() else None,
+                       args.real_per_file, DEFAULT_DATA)
+    real = encode(texts, build_pipeline(settings).enricher.encoder)
+    datasets = {"random": random_vectors(args.vectors, real.shape[1], args.seed + 1),
+                "real-ish": realish_vectors(real, args.vectors, args.seed + 2)}
+    result = run_similarity_bench(datasets, args.queries, args.seed)
+    result["input"] = {"real_texts": len(texts), "datasets_dir": str(args.datasets_dir),
+                       "vectors": args.vectors}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print("\n".join(similarity_summary(result)))
+    print(f"wrote {out}")
+    return 0
+
+
+def similarity_summary(result: dict[str, Any]) -> list[str]:
+    lines = ["data set  library            recall@10  inserts/s  queries/s  MiB/1M (index, RSS)"]
+    for name, data in result["datasets"].items():
+        for run in data["runs"]:
+            lines.append(
+                f"{name:<9} {run['name']:<18} {run['recall_at_10']:>9.4f}"
+                f"  {run.get('inserts_per_s', float('nan')):>9.0f}  {run['queries_per_s']:>9.0f}"
+                f"  {run['index_mib_per_million']:>7.0f}, "
+                f"{run.get('rss_growth_mib_per_million', float('nan')):.0f}"
+                + ("" if run["can_delete_and_replace"] else "  (cannot delete)"))
+    return lines
 
 
 def bench_summary(result: dict[str, Any]) -> list[str]:

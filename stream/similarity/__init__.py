@@ -1,0 +1,9 @@
+"""Similar content and near-duplicates over the encoder's embeddings.
+
+`index` the contract (`VectorIndex`, `ItemInfo`, `Filter`, `Hit`); `exact` the brute-force
+reference; `ann` the embedded default (usearch HNSW, f16); `pgvector` PostgreSQL + pgvector behind
+the same contract; `kinds` the registry that picks one from ``SIGNALS_SIMILARITY_INDEX``;
+`signals` the pure signal functions (`near_duplicate`, `related`, `index_batch`); `calibration`
+the labelled near-duplicate pairs and the threshold they justify; `rebuild` the index from the
+compacted ``content.embeddings.v1``.
+"""
