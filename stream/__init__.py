@@ -18,9 +18,10 @@ Reading guide, in the order data flows (one subpackage per room):
 6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `broker` (a local
                           Kafka from Maven Central).
 
-Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
-offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
-`stream.cli` (the `signals` command, the demo).
+Tools on the same core: `stream.replay` (`signals replay`; ``--engine spark`` runs the same replay
+as a PySpark job, `stream.replay.spark`), `stream.evaluation` (`signals eval`, offline and
+``--from-topic``; the regression gate), `stream.bench` (`signals bench`; `stream.bench.engines`
+compares the two replay engines), and `stream.cli` (the `signals` command, the demo).
 """
 
 from __future__ import annotations
