@@ -20,9 +20,10 @@ Reading guide, in the order data flows (one subpackage per room):
                           says why a login fails), `broker` (a local Kafka from Maven Central)
                           and `broker_auth` (its ``--auth scram`` mode).
 
-Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
-offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
-`stream.cli` (the `signals` command, the demo).
+Tools on the same core: `stream.replay` (`signals replay`; ``--engine spark`` runs the same replay
+as a PySpark job, `stream.replay.spark`), `stream.evaluation` (`signals eval`, offline and
+``--from-topic``; the regression gate), `stream.bench` (`signals bench`; `stream.bench.engines`
+compares the two replay engines), and `stream.cli` (the `signals` command, the demo).
 """
 
 from __future__ import annotations
