@@ -33,6 +33,7 @@ _TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]*")   # Kafka's legal topic characters
 _MAX_TOPIC_LENGTH = 249
 _LONGEST_TABLE = "model-eval-windows"            # stream.worker.app.EVAL_TABLE_NAME
 _MAX_WAIT_S = 86_400.0                            # a day: larger waits are typos
+_SPARK_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+|mesos://\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,9 @@ class Settings:
                  f"SIGNALS_HOPPING_STEP_S={self.hopping_step_s}")
         _require(1 <= self.web_port <= 65535,
                  f"SIGNALS_WEB_PORT={self.web_port}; use a port from 1 to 65535")
+        _require(not self.spark_master or bool(_SPARK_MASTER.fullmatch(self.spark_master)),
+                 f"SIGNALS_SPARK_MASTER={self.spark_master!r}; use local, local[N], local[*], "
+                 "spark://host:port, yarn or k8s://https://host:port (empty: spark-submit's)")
         self.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
         _require(self.log_format in _LOG_FORMATS,
                  f"SIGNALS_LOG_FORMAT={self.log_format!r}; use one of {_LOG_FORMATS}")

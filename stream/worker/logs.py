@@ -51,7 +51,9 @@ def configure_logging(settings: Settings) -> None:
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # not cached: a tool that configures logging in-process (eval --from-topic, replay)
+        # must leave module loggers that structlog.testing.capture_logs can still observe
+        cache_logger_on_first_use=False,
     )
 
 

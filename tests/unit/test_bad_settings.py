@@ -88,6 +88,8 @@ BAD: list[tuple[str, str, dict[str, str]]] = [
     ("SIGNALS_SESSION_TIMEOUT_S", "inf", {}),
     ("SIGNALS_HEARTBEAT_INTERVAL_S", "0", {}),
     ("SIGNALS_HEARTBEAT_INTERVAL_S", "20", {}),
+    ("SIGNALS_SPARK_MASTER", "my-cluster", {}),
+    ("SIGNALS_SPARK_MASTER", "local[two]", {}),
     ("SIGNALS_LOG_LEVEL", "LOUD", {}),
     ("SIGNALS_LOG_FORMAT", "xml", {}),
 ]
