@@ -16,5 +16,6 @@ RUN pip install --no-cache-dir . \
 USER signals
 # The wheel carries its models and schemas (pyproject's data-files, found by stream/paths.py).
 ENV SIGNALS_WORKER_DATA_DIR=/app/.kafka/worker
+EXPOSE 9180
 ENTRYPOINT ["signals"]
 CMD ["worker"]

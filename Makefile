@@ -1,25 +1,28 @@
 # The two commands of the README: `make demo` and `make test`. Both set everything up themselves:
 # a virtual environment in .venv, the package and its dependencies, and Apache Kafka's jars
-# (from Maven Central, into deploy/kafka/lib). Needs Python 3.11, Java 17+ and Maven on PATH.
+# (from Maven Central, into deploy/kafka/lib); `make test` also installs the `[spark]` extra and
+# Spark's Kafka connector (deploy/spark/lib) for the Spark replay's tests. Needs Python 3.11,
+# Java 17+ and Maven on PATH.
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := deploy/kafka/lib/.fetched
+SPARK_JARS := deploy/spark/lib/.fetched
 
-.PHONY: demo test test-unit test-integration lint typecheck kafka venv clean eval-gate eval-baseline golden-records bench
+.PHONY: demo test test-unit test-integration lint typecheck kafka spark venv clean eval-gate eval-baseline golden-records bench
 
 demo: $(STAMP) $(KAFKA_JARS)
 	$(BIN)/signals demo
 
-test: $(STAMP) $(KAFKA_JARS)
+test: $(STAMP) $(KAFKA_JARS) $(SPARK_JARS)
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
 
-test-integration: $(STAMP) $(KAFKA_JARS)
+test-integration: $(STAMP) $(KAFKA_JARS) $(SPARK_JARS)
 	$(BIN)/python -m pytest -m integration
 
 # The model regression gate: the golden set against the committed baseline; exits 1 and lists
@@ -44,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/signals bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check stream tests models_onnx/scripts
+	$(BIN)/ruff check stream tests models_onnx
 	$(BIN)/mypy
 
 venv: $(STAMP)
@@ -53,7 +56,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -66,6 +69,14 @@ $(KAFKA_JARS): deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
+spark: $(SPARK_JARS)
+
+$(SPARK_JARS): deploy/spark/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) not found; it fetches Spark's Kafka connector from Maven Central"; exit 2; }
+	rm -rf deploy/spark/lib
+	mvn -q -B -f deploy/spark/pom.xml dependency:copy-dependencies
+	touch $@
+
 clean:
 	-$(BIN)/signals broker stop --clean 2>/dev/null
-	rm -rf .kafka deploy/kafka/lib
+	rm -rf .kafka deploy/kafka/lib deploy/spark/lib

@@ -8,19 +8,32 @@ Reading guide, in the order data flows (one subpackage per room):
                           validation), `validate` (bytes → event or rejection), `batching`
                           (micro-batches, length buckets), `enrich` (every model over one batch),
                           `rules` (flags, aggregation group), `pipeline` (`process_batch`: the one
-                          code path of the worker, replay, eval and bench).
-3. `stream.models`        the model suite: `manifest`, `onnx_session` (sha256-verified ONNX),
-                          `encoder`, `heads` (heads, language model, probabilities → signals),
-                          `langid_features`, `shadow` (champion vs challenger windows, PSI).
-4. `stream.windows`       event-time windows: `aggregator` (assign, fold, close).
+                          code path of the worker, replay, eval and bench), `outputs` (the typed
+                          records it returns; sinks serialise them), `topics` (the registry of
+                          topics), `builder` (`build_pipeline`).
+3. `stream.models`        the model suite: `manifest` (the manifest contract), `onnx_session`
+                          (sha256-verified ONNX), `encoder`, `heads` (classifiers → signals),
+                          `kinds` (the one dispatch of model kinds), `langid_features`,
+                          `shadow` (champion vs challenger windows, PSI, the drift reference).
+4. `stream.windows`       event-time windows: `kinds` (one class per window kind), `aggregator`
+                          (assign, fold once per source offset, watermark, close).
 5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `sinks`, `logs`,
-                          `run` (`build_pipeline`, `run_worker`).
-6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `broker` (a local
-                          Kafka from Maven Central).
+                          `noise` (rate-limited library logs), `metrics`, `health` and `server`
+                          (/metrics, /healthz, /readyz), `run` (`run_worker`).
+6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `jsonl` (event
+                          files), `security` (the one translation of the security settings),
+                          `probe` (one connection that says why a login fails), `broker` (a local
+                          Kafka from Maven Central) and `broker_auth` (its ``--auth scram`` mode),
+                          `database` (a local PostgreSQL with pgvector, `signals db`).
+7. `stream.similarity`    the vector index of the embeddings: `index` (the contract), `exact` (the
+                          reference), `ann` (usearch, the default), `pgvector`, `kinds` (the
+                          registry), `signals` (near_duplicate, related: the `index` agent's
+                          step), `rebuild` (from content.embeddings.v1), `calibration`, `cli`.
 
-Tools on the same core: `stream.replay` (`signals replay`), `stream.evaluation` (`signals eval`,
-offline and ``--from-topic``; the regression gate), `stream.bench` (`signals bench`), and
-`stream.cli` (the `signals` command, the demo).
+Tools on the same core: `stream.replay` (`signals replay`; ``--engine spark`` runs the same replay
+as a PySpark job, `stream.replay.spark`), `stream.evaluation` (`signals eval`, offline and
+``--from-topic``; the regression gate), `stream.bench` (`signals bench`; `stream.bench.engines`
+compares the two replay engines), and `stream.cli` (the `signals` command, the demo).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ The exception tree::
     │   └── ModelContractError    the graph lacks an input/output the caller needs
     ├── InputFileError            a JSONL file given to a tool cannot be read
     └── BrokerError               the local Kafka broker cannot be fetched, started or reached
+        └── KafkaAuthError        a broker answers but refuses our login or TLS handshake
 """
 
 from __future__ import annotations
@@ -54,15 +55,22 @@ class BrokerError(SignalsError):
     """The local Kafka broker cannot be fetched, started, stopped or reached."""
 
 
+class KafkaAuthError(BrokerError):
+    """A broker answers, but authentication or the TLS handshake fails (wrong credentials or
+    mechanism, an untrusted certificate, a security protocol the listener does not speak)."""
+
+
 class RejectReason(StrEnum):
     """Why an input event went to the dead-letter topic (the DLQ record's ``error.class``)."""
 
+    TOMBSTONE = "tombstone"            # the message has no value (a null / compaction tombstone)
     TOO_LARGE = "too_large"            # the raw message exceeds max_event_bytes
     INVALID_UTF8 = "invalid_utf8"      # the bytes are not UTF-8
     INVALID_JSON = "invalid_json"      # not JSON, or not a JSON object
     MISSING_TEXT = "missing_text"      # no non-empty title, description or text
-    SCHEMA = "schema_violation"        # wrong type, missing/unknown field, text over its limit
+    SCHEMA = "schema_violation"        # wrong type, missing/unknown/duplicate field, text too long
     INVALID_TIME = "invalid_event_time"  # event_time is not a real ISO-8601 instant
+    TIME_RANGE = "event_time_out_of_range"  # too far after / before the message's timestamp
     PROCESSING = "processing_error"    # a model failed on this event alone (see pipeline)
 
 

@@ -12,6 +12,8 @@ that is the name Kafka tooling (and this project's test fixture) already uses.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +29,11 @@ ENV_PREFIX = "SIGNALS_"
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _LOG_FORMATS = ("json", "console")
+_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]*")   # Kafka's legal topic characters
+_MAX_TOPIC_LENGTH = 249
+_LONGEST_TABLE = "model-eval-windows"            # stream.worker.app.EVAL_TABLE_NAME
+_MAX_WAIT_S = 86_400.0                            # a day: larger waits are typos
+_SPARK_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+|mesos://\S+")
 _INDEX_KINDS = ("usearch", "exact", "pgvector")   # the registry: stream.similarity.kinds
 NEAR_DUPLICATE_THRESHOLD = 0.8   # stream/similarity/calibration.json (signals similar --calibrate)
 
@@ -56,15 +63,28 @@ class Settings:
     models_dir: Path = DATA_ROOT / "models_onnx"
     schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144
+    max_future_skew_s: float = 300.0  # event_time at most this far after the message's time
+    max_event_age_s: float = 0.0  # ... and at most this far before it (0 = no bound, the default)
     include_embedding: bool = True
     tumbling_window_s: int = 60
     hopping_window_s: int = 300
     hopping_step_s: int = 60
     window_grace_s: int = 10
+    watermark_idle_s: float = 60.0  # a silent input partition stops holding windows (0 = never)
+    send_late_records: bool = False  # records too late for a window also go to signals.late.v1
     challengers: str = ""  # "task=version,...": shadow models run beside the champions
     model_eval_window_s: int = 300
     worker_data_dir: Path = STATE_ROOT / ".kafka" / "worker"
     web_port: int = 6066
+    # /metrics, /healthz, /readyz of the worker; 0 = no HTTP server (9100 is node_exporter's)
+    metrics_port: int = 9180
+    metrics_host: str = "0.0.0.0"
+    # consumer group liveness: a worker that sends no heartbeat for session_timeout_s is presumed
+    # dead and its partitions move (the takeover time after a crash); Kafka bounds it by the
+    # broker's group.min/max.session.timeout.ms (6 s .. 30 min by default)
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
+    spark_master: str = ""  # replay --engine spark: "" = spark-submit's --master, else local[*]
     log_level: str = "INFO"
     log_format: str = "json"
     similarity_index: str = "usearch"  # usearch | exact | pgvector (stream.similarity.kinds)
@@ -115,44 +135,101 @@ class Settings:
         return new
 
     def check(self) -> None:
-        """Raise ConfigError naming the first setting that cannot work."""
-        _require(bool(self.bootstrap_servers.strip()), "bootstrap_servers is empty; "
-                 "set SIGNALS_BOOTSTRAP_SERVERS=host:port[,host:port]")
+        """Raise ConfigError naming the first setting that cannot work, by its variable."""
+        _check_servers(self.bootstrap_servers)
+        _check_kafka_names(self)
         _require(self.security_protocol in _SECURITY_PROTOCOLS,
-                 f"security_protocol={self.security_protocol!r}; use one of {_SECURITY_PROTOCOLS}")
+                 f"SIGNALS_SECURITY_PROTOCOL={self.security_protocol!r}; use one of "
+                 f"{_SECURITY_PROTOCOLS}")
         _require(self.sasl_mechanism in _SASL_MECHANISMS,
-                 f"sasl_mechanism={self.sasl_mechanism!r}; use one of {_SASL_MECHANISMS}")
+                 f"SIGNALS_SASL_MECHANISM={self.sasl_mechanism!r}; use one of {_SASL_MECHANISMS}")
         if self.security_protocol.startswith("SASL"):
             _require(bool(self.sasl_username and self.sasl_password),
                      "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
         for name in ("partitions", "replication_factor", "batch_max_size", "encoder_bucket_size",
                      "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
                      "hopping_step_s", "model_eval_window_s"):
-            _require(getattr(self, name) >= 1, f"{name}={getattr(self, name)}; it must be >= 1")
-        _require(self.batch_max_wait_s > 0,
-                 f"batch_max_wait_s={self.batch_max_wait_s}; must be > 0")
-        _require(self.connect_timeout_s > 0,
-                 f"connect_timeout_s={self.connect_timeout_s}; must be > 0")
-        _require(self.window_grace_s >= 0, f"window_grace_s={self.window_grace_s}; must be >= 0")
+            _require(getattr(self, name) >= 1,
+                     f"{_var(name)}={getattr(self, name)}; it must be >= 1")
+        for name in ("batch_max_wait_s", "connect_timeout_s"):   # finite: inf never flushes
+            value = getattr(self, name)
+            _require(math.isfinite(value) and 0 < value <= _MAX_WAIT_S,
+                     f"{_var(name)}={value}; it must be > 0 and at most {_MAX_WAIT_S:.0f}")
+        _require(self.window_grace_s >= 0,
+                 f"SIGNALS_WINDOW_GRACE_S={self.window_grace_s}; it must be >= 0")
+        _require(0 <= self.metrics_port <= 65535,
+                 f"SIGNALS_METRICS_PORT={self.metrics_port}; use a TCP port 1-65535, or 0 for no "
+                 "metrics/health server")
+        _require(bool(self.metrics_host.strip()),
+                 "SIGNALS_METRICS_HOST is empty; use an address to listen on, e.g. 0.0.0.0")
+        for name in ("session_timeout_s", "heartbeat_interval_s"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"{_var(name)}={value}; it must be > 0")
+        _require(self.heartbeat_interval_s < self.session_timeout_s,
+                 f"SIGNALS_HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s} must be below "
+                 f"SIGNALS_SESSION_TIMEOUT_S={self.session_timeout_s} (Kafka advises a third)")
+        for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0,
+                     f"{_var(name)}={value}; it must be >= 0 (0 switches the bound off)")
         _require(self.hopping_window_s % self.hopping_step_s == 0,
-                 f"hopping_window_s={self.hopping_window_s} is not a multiple of "
-                 f"hopping_step_s={self.hopping_step_s}")
+                 f"SIGNALS_HOPPING_WINDOW_S={self.hopping_window_s} is not a multiple of "
+                 f"SIGNALS_HOPPING_STEP_S={self.hopping_step_s}")
+        _require(1 <= self.web_port <= 65535,
+                 f"SIGNALS_WEB_PORT={self.web_port}; use a port from 1 to 65535")
+        _require(not self.spark_master or bool(_SPARK_MASTER.fullmatch(self.spark_master)),
+                 f"SIGNALS_SPARK_MASTER={self.spark_master!r}; use local, local[N], local[*], "
+                 "spark://host:port, yarn or k8s://https://host:port (empty: spark-submit's)")
         self.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
         _require(self.log_format in _LOG_FORMATS,
-                 f"log_format={self.log_format!r}; use one of {_LOG_FORMATS}")
+                 f"SIGNALS_LOG_FORMAT={self.log_format!r}; use one of {_LOG_FORMATS}")
         _require(self.similarity_index in _INDEX_KINDS,
-                 f"similarity_index={self.similarity_index!r}; use one of {_INDEX_KINDS}")
+                 f"SIGNALS_SIMILARITY_INDEX={self.similarity_index!r}; use one of {_INDEX_KINDS}")
         if self.similarity_index == "pgvector":
             _require(bool(self.similarity_dsn.strip()),
-                     "similarity_index=pgvector needs SIGNALS_SIMILARITY_DSN=postgresql://..."
-                     " (`signals db start` prints one)")
+                     "SIGNALS_SIMILARITY_INDEX=pgvector needs SIGNALS_SIMILARITY_DSN="
+                     "postgresql://... (`signals db start` prints one)")
         _require(self.similarity_table.isidentifier(),
-                 f"similarity_table={self.similarity_table!r}; use letters, digits and _")
-        _require(-1.0 <= self.near_duplicate_threshold <= 1.0,
-                 f"near_duplicate_threshold={self.near_duplicate_threshold}; a cosine in [-1, 1]")
-        _require(self.related_k >= 0, f"related_k={self.related_k}; must be >= 0")
+                 f"SIGNALS_SIMILARITY_TABLE={self.similarity_table!r}; use letters, digits and _")
+        _require(math.isfinite(self.near_duplicate_threshold)
+                 and -1.0 <= self.near_duplicate_threshold <= 1.0,
+                 f"SIGNALS_NEAR_DUPLICATE_THRESHOLD={self.near_duplicate_threshold}; use a cosine "
+                 "in [-1, 1]")
+        _require(self.related_k >= 0, f"SIGNALS_RELATED_K={self.related_k}; it must be >= 0")
         _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
-                 f"log_level={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
+                 f"SIGNALS_LOG_LEVEL={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
+
+
+def _var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _check_servers(servers: str) -> None:
+    """Every entry of SIGNALS_BOOTSTRAP_SERVERS is host:port with a port from 1 to 65535."""
+    _require(bool(servers.strip()), "SIGNALS_BOOTSTRAP_SERVERS is empty; "
+             "set SIGNALS_BOOTSTRAP_SERVERS=host:port[,host:port]")
+    for entry in servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        _require(bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
+                 f"SIGNALS_BOOTSTRAP_SERVERS={servers!r}: {entry.strip()!r} is not host:port "
+                 "with a port from 1 to 65535")
+
+
+def _check_kafka_names(settings: Settings) -> None:
+    """The topic prefix and the app id (the prefix of Faust's changelog topics) must make legal
+    Kafka topic names: only [a-zA-Z0-9._-], at most 249 characters."""
+    _require(bool(settings.app_id), "SIGNALS_APP_ID is empty; it names the consumer group and "
+             "the changelog topics (default content-signals)")
+    longest_changelog = f"{settings.app_id}-{_LONGEST_TABLE}-changelog"
+    longest_topic = settings.topic_prefix + max(Topics().all(), key=len)
+    for variable, value, name in (("SIGNALS_APP_ID", settings.app_id, longest_changelog),
+                                  ("SIGNALS_TOPIC_PREFIX", settings.topic_prefix, longest_topic)):
+        _require(_TOPIC_CHARS.fullmatch(value) is not None,
+                 f"{variable}={value!r}: topic names may only use letters, digits, '.', '_' "
+                 "and '-'")
+        _require(len(name) <= _MAX_TOPIC_LENGTH,
+                 f"{variable}={value!r} is too long: topic {name[:40]}... would have "
+                 f"{len(name)} characters, Kafka allows {_MAX_TOPIC_LENGTH}")
 
 
 def _require(ok: bool, message: str) -> None:
@@ -175,8 +252,10 @@ def _coerce(name: str, type_name: Any, raw: Any, source: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
-        if kind == "float":
+        if kind == "float" and math.isfinite(float(raw)):
             return float(raw)
+        if kind == "float":
+            raise ConfigError(f"{source}={raw!r} is not a finite number")
     except ValueError:
         raise ConfigError(f"{source}={raw!r} is not a number ({name} expects a {kind})") from None
     if kind == "bool":

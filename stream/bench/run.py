@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +44,7 @@ import onnxruntime
 import orjson
 import tokenizers
 
+from stream.buildinfo import git_commit
 from stream.core.batching import MicroBatcher, length_buckets
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline, process_batch
@@ -52,7 +52,7 @@ from stream.core.records import ContentEvent, RawMessage
 from stream.errors import ConfigError, InputFileError
 from stream.models.encoder import TextEncoder
 from stream.models.onnx_session import sha256_of
-from stream.paths import CHECKOUT, DATA_ROOT
+from stream.paths import DATA_ROOT
 from stream.replay.sources import FileSource, count_lines
 from stream.settings import Settings
 
@@ -327,15 +327,6 @@ def environment(settings: Settings, pipeline: Pipeline) -> dict[str, Any]:
             "manifest": str(settings.manifest_path), "models": pipeline.enricher.versions,
             "git_commit": git_commit(),
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True,
-                              text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
 
 
 def peak_rss_mib() -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ def add_broker(sub: Subparsers) -> None:
     parser.add_argument("--port", type=int, default=9092)
     parser.add_argument("--controller-port", type=int, default=None,
                         help="KRaft controller port (default: port + 1)")
+    parser.add_argument("--ssl-port", type=int, default=None,
+                        help="with --auth scram: the SASL_SSL port (default: port + 2)")
+    parser.add_argument("--auth", choices=("none", "scram"), default="none",
+                        help="scram: SASL SCRAM-SHA-512 on --port (SASL_PLAINTEXT) and --ssl-port "
+                             "(SASL_SSL, a generated CA); prints the client settings")
     parser.add_argument("--data-dir", type=Path, default=STATE_ROOT / ".kafka" / "broker")
     parser.add_argument("--clean", action="store_true", help="with stop: delete the broker's data")
     parser.set_defaults(run=run_broker)
@@ -29,7 +35,8 @@ def add_broker(sub: Subparsers) -> None:
 
 def run_broker(args: argparse.Namespace, settings: Settings) -> int:
     broker = LocalBroker(data_dir=args.data_dir, port=args.port,
-                         controller_port=args.controller_port or args.port + 1)
+                         controller_port=args.controller_port or args.port + 1,
+                         auth=args.auth, ssl_port=args.ssl_port or args.port + 2)
     if args.action == "start":
         print(broker.start())
     elif args.action == "stop":
@@ -65,10 +72,13 @@ def add_produce(sub: Subparsers, connection: AddOptions) -> None:
 
 
 def run_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.connectors.kafka import produce
+    from stream.connectors.kafka import ensure_topic, produce
 
     topic = args.topic or settings.topics.events
     with open_input(args.file) as handle:   # fail on a bad path before connecting to Kafka
+        if ensure_topic(settings, topic):
+            print(f"created topic {topic} ({settings.partitions} partitions, replication "
+                  f"{settings.replication_factor})", file=sys.stderr)
         count = produce(settings, topic, keyed_lines(read_lines(handle)))
     print(f"produced {count} records to {topic}")
     return 0

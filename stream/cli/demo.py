@@ -11,11 +11,15 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.connectors.broker import LocalBroker
 from stream.connectors.jsonl import keyed_lines, open_input, read_lines
@@ -46,18 +50,28 @@ class Demo:
         step("starting a fresh single-node Kafka (KRaft) from deploy/kafka/lib")
         broker.stop(clean=True)
         print("   ", broker.start())
+        # the demo's events are a fixed day of history, produced now: no age horizon for them
         settings = self.settings.replace(bootstrap_servers=broker.bootstrap,
-                                         worker_data_dir=DEMO_DIR / "worker", log_format="json")
+                                         worker_data_dir=DEMO_DIR / "worker", log_format="json",
+                                         max_event_age_s=0)
         worker: subprocess.Popen[bytes] | None = None
         try:
             ensure_topics(settings)
             step("starting `signals worker` (log: .kafka/demo/worker.log)")
             worker = start_worker(settings)
+            if settings.metrics_port:
+                base = ops_url(settings)
+                print(f"    metrics {base}/metrics · liveness {base}/healthz · "
+                      f"readiness {base}/readyz")
             step(f"producing {len(lines)} events from {self.events.name}")
             produce(settings, settings.topics.events, lines)
             step("reading content.signals.v1, content.events.dlq.v1, signals.windows.v1 and "
                  "content.similar.v1")
             self.watch(settings, expected=len(lines))
+            if settings.metrics_port:
+                step(f"headline metrics read back from {ops_url(settings)}/metrics")
+                for line in headline_metrics(ops_url(settings)):
+                    print("   ", line)
         finally:
             if worker is not None:
                 stop_worker(worker)
@@ -142,6 +156,38 @@ def format_signal(value: dict[str, Any], titles: dict[str, str]) -> str:
             f"{' · '.join(parts) or 'deleted: no text, no models'}")
 
 
+def ops_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.metrics_host in ("0.0.0.0", "") else settings.metrics_host
+    return f"http://{host}:{settings.metrics_port}"
+
+
+def headline_metrics(base_url: str) -> list[str]:
+    """A few lines from the worker's /metrics: what went in, what came out, how long it took."""
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        return [f"(no answer from {base_url}/metrics: {exc})"]
+    values: dict[str, float] = defaultdict(float)
+    letters: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] += sample.value
+            if sample.name == "signals_dead_letters_total":
+                letters[sample.labels["error_class"]] += sample.value
+    count = values["signals_end_to_end_seconds_count"] or 1
+    return [
+        f"signals_events_total {values['signals_events_total']:.0f} · signals_signals_total "
+        f"{values['signals_signals_total']:.0f} · signals_dead_letters_total "
+        f"{values['signals_dead_letters_total']:.0f} "
+        f"({', '.join(f'{k} {v:.0f}' for k, v in sorted(letters.items())) or 'none'})",
+        f"mean end-to-end {values['signals_end_to_end_seconds_sum'] / count:.2f} s · "
+        f"batches {values['signals_batch_size_count']:.0f} · windows closed "
+        f"{values['signals_windows_closed_total']:.0f} · model load "
+        f"{values['signals_model_load_seconds']:.2f} s · ready {values['signals_ready']:.0f}",
+    ]
+
+
 def format_similar(value: dict[str, Any], titles: dict[str, str]) -> str | None:
     """A line for a flagged near-duplicate, and for a show's related items; None otherwise."""
     duplicate, related = value["near_duplicate"], value["related"]
@@ -158,6 +204,8 @@ def format_similar(value: dict[str, Any], titles: dict[str, str]) -> str | None:
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "SIGNALS_METRICS_PORT": str(settings.metrics_port),
+           "SIGNALS_METRICS_HOST": settings.metrics_host,
            "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
            "SIGNALS_TOPIC_PREFIX": settings.topic_prefix, "SIGNALS_LOG_FORMAT": "json"}
     log = (DEMO_DIR / "worker.log").open("ab")

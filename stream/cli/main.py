@@ -32,7 +32,8 @@ _CONNECTION_FLAGS = ("bootstrap_servers", "security_protocol", "sasl_mechanism",
 _WORKER_FLAGS = ("batch_max_size", "batch_max_wait_s", "encoder_bucket_size", "model_threads",
                  "model_spinning",
                  "models_dir", "tumbling_window_s", "hopping_window_s", "hopping_step_s",
-                 "window_grace_s", "include_embedding", "similarity_index", "similarity_dsn")
+                 "window_grace_s", "include_embedding", "spark_master", "similarity_index",
+                 "similarity_dsn")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ says what was expected."""
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -23,6 +24,8 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(_parse(float, text, "a number"))
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value

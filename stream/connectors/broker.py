@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream.connectors.broker_auth import ScramAuth, plaintext_listener_properties
 from stream.errors import BrokerError
 from stream.paths import DATA_ROOT, STATE_ROOT
 
@@ -32,6 +33,12 @@ class LocalBroker:
     port: int = 9092
     controller_port: int = 9093
     deploy_dir: Path = DEPLOY_DIR
+    auth: str = "none"          # or "scram": SASL_PLAINTEXT on `port`, SASL_SSL on `ssl_port`
+    ssl_port: int = 9094
+
+    @property
+    def scram(self) -> ScramAuth:
+        return ScramAuth(self.data_dir / "auth")
 
     @property
     def bootstrap(self) -> str:
@@ -79,12 +86,27 @@ class LocalBroker:
                               "another port (--port)")
         _require_tool("java", "a Java 17+ runtime")
         self.fetch()
+        self._check_auth_matches_storage()
+        if self.auth == "scram":
+            self.scram.prepare()
         config = self._write_config()
         self._format_storage(config)
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         process = self._launch(config)
         self._wait_ready(process, timeout_s, log_offset)
-        return f"Kafka started at {self.bootstrap} (pid {process.pid}, logs {self.log_file})"
+        return "\n".join([f"Kafka started at {self.bootstrap} (pid {process.pid}, logs "
+                          f"{self.log_file})", *self.client_settings()])
+
+    def client_settings(self) -> list[str]:
+        """The SIGNALS_* settings a client needs (none for a broker without authentication)."""
+        return self.scram.client_settings(self.port, self.ssl_port) if self.scram.exists() else []
+
+    def _check_auth_matches_storage(self) -> None:
+        formatted = (self.data_dir / "logs" / "meta.properties").exists()
+        if formatted and self.scram.exists() != (self.auth == "scram"):
+            was = "with --auth scram" if self.scram.exists() else "without authentication"
+            raise BrokerError(f"the broker in {self.data_dir} was set up {was}; start it the same "
+                              "way, or `signals broker stop --clean` (deletes its data) first")
 
     def stop(self, timeout_s: float = 30.0, clean: bool = False) -> str:
         pid = self.pid()
@@ -100,7 +122,8 @@ class LocalBroker:
 
     def status(self) -> str:
         if self.is_running():
-            return f"running at {self.bootstrap} (pid {self.pid()}, data {self.data_dir})"
+            return "\n".join([f"running at {self.bootstrap} (pid {self.pid()}, data "
+                              f"{self.data_dir})", *self.client_settings()])
         return f"not running (data {self.data_dir})"
 
     def _classpath(self) -> str:
@@ -113,10 +136,14 @@ class LocalBroker:
 
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        template = (self.deploy_dir / "server.properties").read_text()
-        config = (template.replace("${port}", str(self.port))
-                  .replace("${controller_port}", str(self.controller_port))
-                  .replace("${data_dir}", str(self.data_dir)))
+        config = (self.deploy_dir / "server.properties").read_text()
+        listeners = (self.scram.listener_properties(self.port, self.ssl_port, self.controller_port)
+                     if self.auth == "scram"
+                     else plaintext_listener_properties(self.port, self.controller_port))
+        values = {**listeners, "port": str(self.port), "controller_port": str(self.controller_port),
+                  "data_dir": str(self.data_dir)}
+        for name, value in values.items():
+            config = config.replace("${" + name + "}", value)
         path = self.data_dir / "server.properties"
         path.write_text(config)
         return path
@@ -126,7 +153,8 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                       *(self.scram.format_args() if self.auth == "scram" else ())),
             capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BrokerError("formatting Kafka storage failed:\n" + result.stderr[-2000:])

@@ -1,7 +1,9 @@
 """kafka-python helpers for the tools (not the worker): topic creation, producing, tailing.
 
 The worker talks to Kafka through Faust/aiokafka; the CLI tools (`produce`, `tail`, the topic
-set-up before a worker starts, replay) use kafka-python with the same security settings.
+set-up before a worker starts, replay) use kafka-python with the same security settings. Each
+client is created after `probe.check_connection`, so a refused login or TLS handshake is one line
+(not a minute of retried socket errors).
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from typing import Any
 import structlog
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
+from stream.connectors.probe import check_connection
+from stream.connectors.security import kafka_python_security
 from stream.core.topics import compacted_roles
 from stream.errors import BrokerError
 from stream.settings import Settings
@@ -28,23 +37,15 @@ DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection and security options shared by every kafka-python client we create."""
-    config: dict[str, Any] = {
+    return {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",")],
-        "security_protocol": settings.security_protocol,
         "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
+        **kafka_python_security(settings),
     }
-    if settings.security_protocol.startswith("SASL"):
-        config |= {"sasl_mechanism": settings.sasl_mechanism,
-                   "sasl_plain_username": settings.sasl_username,
-                   "sasl_plain_password": settings.sasl_password}
-    if "SSL" in settings.security_protocol:
-        config |= {"ssl_cafile": settings.ssl_cafile or None,
-                   "ssl_certfile": settings.ssl_certfile or None,
-                   "ssl_keyfile": settings.ssl_keyfile or None}
-    return config
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
+    check_connection(settings)
     try:
         return KafkaAdminClient(client_id=f"{settings.app_id}-admin", **client_config(settings))
     except KafkaError as exc:
@@ -109,9 +110,32 @@ def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[s
         configs = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)} if name == dead_letters else {}
         if name in compacted:
             configs["cleanup.policy"] = "compact"
-        with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
-            admin.create_topics([NewTopic(name, settings.partitions, settings.replication_factor,
-                                          topic_configs=configs)])
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
+                admin.create_topics([NewTopic(name, settings.partitions,
+                                              settings.replication_factor, topic_configs=configs)])
+        except InvalidReplicationFactorError as exc:
+            brokers = len(admin.describe_cluster().get("brokers", []))
+            raise BrokerError(
+                f"cannot create topic {name}: SIGNALS_REPLICATION_FACTOR="
+                f"{settings.replication_factor} but the cluster has {brokers} broker(s); set "
+                f"SIGNALS_REPLICATION_FACTOR to at most {brokers}") from exc
+
+
+def ensure_topic(settings: Settings, topic: str) -> bool:
+    """Create `topic` with the configured partitions and replication unless it exists (the
+    broker does not create topics on first use); True when it was created here."""
+    admin = admin_client(settings)
+    try:
+        if topic in set(admin.list_topics()):
+            return False
+        create_topics(admin, settings, [topic], dead_letters=settings.topics.dlq)
+        return True
+    except InvalidTopicError as exc:
+        raise BrokerError(f"{topic!r} is not a valid topic name: use letters, digits, '.', '_' "
+                          "and '-', at most 249 characters") from exc
+    finally:
+        admin.close()
 
 
 def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -123,6 +147,7 @@ def _partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, in
 
 
 def producer(settings: Settings, **options: Any) -> KafkaProducer:
+    check_connection(settings)
     try:
         return KafkaProducer(acks="all", linger_ms=5, max_request_size=DLQ_MAX_MESSAGE_BYTES,
                              **client_config(settings), **options)
@@ -149,6 +174,7 @@ def produce(settings: Settings, topic: str, records: Iterable[tuple[bytes | None
 
 def consumer(settings: Settings, *topics: str, group_id: str | None = None,
              from_beginning: bool = True, **options: Any) -> KafkaConsumer:
+    check_connection(settings)
     try:
         return KafkaConsumer(
             *topics, group_id=group_id, enable_auto_commit=group_id is not None,
@@ -167,6 +193,8 @@ def read_topic(settings: Settings, topic: str, *, idle_timeout_s: float,
         while (limit is None or seen < limit) and time.monotonic() - last < idle_timeout_s:
             for records in client.poll(timeout_ms=200).values():
                 for record in records:
+                    if limit is not None and seen >= limit:   # a poll returns up to 500
+                        return
                     yield record
                     seen += 1
                     last = time.monotonic()

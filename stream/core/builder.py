@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from stream.core.enrich import Enricher
 from stream.core.pipeline import Pipeline
-from stream.core.validate import make_validator
+from stream.core.validate import Clock, make_validator
 from stream.models.manifest import load_manifest
 from stream.settings import Settings
 
 
 def build_pipeline(settings: Settings, versions: dict[str, str] | None = None,
-                   run_id: str | None = None) -> Pipeline:
-    """Load and verify every model (a bad file stops here, naming it) and compile the schema."""
+                   run_id: str | None = None, *, clock: Clock | None = None) -> Pipeline:
+    """Load and verify every model (a bad file stops here, naming it) and compile the schema.
+
+    `clock` is "now" for the event-time range check of a message without a Kafka timestamp: the
+    live worker passes the wall clock; offline tools pass none, so their output depends only on
+    their input (a message without a timestamp is then not range-checked)."""
     enricher = Enricher(load_manifest(settings.manifest_path), settings, versions,
                         challengers=settings.challenger_versions)
-    return Pipeline(validate=make_validator(settings.schemas_dir, settings.max_event_bytes),
+    validate = make_validator(settings.schemas_dir, settings.max_event_bytes,
+                              max_future_skew_s=settings.max_future_skew_s,
+                              max_event_age_s=settings.max_event_age_s, clock=clock)
+    return Pipeline(validate=validate,
                     enricher=enricher, include_embedding=settings.include_embedding,
                     run_id=run_id)

@@ -16,8 +16,11 @@ per batch either way), but when the language model is confident the text is not 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,6 +38,22 @@ NON_ENGLISH_CONFIDENCE = 0.6
 # show titles came out non-English at 0.6 (MODELS.md). Below this length ask for near-certainty.
 SHORT_TEXT_CHARS = 40
 SHORT_TEXT_CONFIDENCE = 0.99
+
+# Seconds each model spent on a batch, by (task, version): plain data the shell turns into metrics.
+ModelTimings = MutableMapping[tuple[str, str], float]
+R = TypeVar("R")
+
+
+def timed(timings: ModelTimings | None, task: str, version: str, call: Callable[[], R]) -> R:
+    """``call()``, adding its wall time to ``timings[(task, version)]`` when timings are kept."""
+    if timings is None:
+        return call()
+    started = time.perf_counter()
+    try:
+        return call()
+    finally:
+        key = (task, version)
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +92,16 @@ class Enricher:
     def language(self) -> Classifier | None:
         return next((m for m in self.classifiers if m.task == LANGUAGE_TASK), None)
 
-    def enrich(self, events: Sequence[ContentEvent]) -> list[Enrichment]:
+    def enrich(self, events: Sequence[ContentEvent],
+               timings: ModelTimings | None = None) -> list[Enrichment]:
+        """Every model over the batch; with `timings`, each model's wall time is added to it."""
         with_text = [i for i, e in enumerate(events) if e.has_text]
         texts = [events[i].model_text for i in with_text]
-        batch = BatchView(texts, [events[i].content_type for i in with_text],
-                          self.encoder.encode(texts))
-        per_item = self._run(self.classifiers, batch)
-        shadows = self._run(self.challengers, batch)
+        encoder = self.encoder
+        embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
+        batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
+        per_item = self._run(self.classifiers, batch, timings)
+        shadows = self._run(self.challengers, batch, timings)
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
             result[i] = Enrichment(embedding=batch.embeddings[row], signals=per_item[row],
@@ -87,13 +109,15 @@ class Enricher:
         return result
 
     @staticmethod
-    def _run(models: Sequence[Classifier], batch: BatchView) -> list[dict[str, Signal]]:
+    def _run(models: Sequence[Classifier], batch: BatchView,
+             timings: ModelTimings | None) -> list[dict[str, Signal]]:
         """Each model once on the batch, language first: an English-only model's signal on a
         text the language model calls non-English is marked unreliable (and flags nothing)."""
         per_item: list[dict[str, Signal]] = [{} for _ in batch.texts]
         english: list[bool] | None = None
         for model in sorted(models, key=lambda m: m.task != LANGUAGE_TASK):
-            for row, signal in model.classify(batch):
+            classified = timed(timings, model.task, model.version, partial(model.classify, batch))
+            for row, signal in classified:
                 if model.contract.english_only:
                     english = english or [is_english(s, len(text))
                                           for s, text in zip(per_item, batch.texts, strict=True)]

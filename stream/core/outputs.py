@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,6 +23,11 @@ from stream.errors import RejectReason
 
 DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 DLQ_UTF8_MAX_BYTES = 65_536  # larger originals are kept in the dead letter as base64 only
+# Larger originals are not copied into their dead letter at all (it could not be written: the
+# dead-letter topic takes 4 MiB, base64 adds a third); it carries their size, sha256 and first
+# bytes, and `source` says where the whole original stays in the input topic.
+DLQ_ORIGINAL_MAX_BYTES = 2 * 1024 * 1024
+DLQ_HEAD_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,7 @@ class EnrichedRecord:
     signals: Signals
     flags: tuple[str, ...]
     models: Mapping[str, str]
+    source: Position
 
     @property
     def key(self) -> bytes:
@@ -156,7 +163,7 @@ class EnrichedRecord:
                 "market": self.market, "creator_id": self.creator_id,
                 "event_time_ms": self.event_time_ms, "group": self.group,
                 "signals": signals_json(self.signals), "flags": list(self.flags),
-                "models": dict(self.models)}
+                "models": dict(self.models), "source": position_json(self.source)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +184,8 @@ class DeadLetter:
         return self.original_key or f"{self.source.topic}-{self.source.partition}".encode()
 
     def to_json(self) -> dict[str, Any]:
-        key_b64 = base64.b64encode(self.original_key).decode() if self.original_key else None
         out: dict[str, Any] = {
-            "original": {"value_b64": base64.b64encode(self.value).decode(),
-                         "value_utf8": readable_copy(self.value), "key_b64": key_b64},
+            "original": original_json(self.value, self.original_key),
             "source": {**position_json(self.source), "timestamp_ms": self.timestamp_ms},
             "error": {"class": self.reason.value, "message": self.message}}
         if self.failed_at is not None:
@@ -188,6 +193,18 @@ class DeadLetter:
         if self.replay_id:
             out["replay_id"] = self.replay_id
         return out
+
+
+def original_json(value: bytes, key: bytes | None) -> dict[str, Any]:
+    """The original message in a dead letter: whole (base64, and as text when it is short UTF-8),
+    or, above `DLQ_ORIGINAL_MAX_BYTES`, its size, sha256 and first `DLQ_HEAD_BYTES` bytes."""
+    key_b64 = base64.b64encode(key).decode() if key else None
+    if len(value) <= DLQ_ORIGINAL_MAX_BYTES:
+        return {"value_b64": base64.b64encode(value).decode(),
+                "value_utf8": readable_copy(value), "key_b64": key_b64}
+    return {"value_b64": None, "value_utf8": None, "key_b64": key_b64,
+            "oversized": {"size_bytes": len(value), "sha256": hashlib.sha256(value).hexdigest(),
+                          "head_b64": base64.b64encode(value[:DLQ_HEAD_BYTES]).decode()}}
 
 
 def readable_copy(value: bytes) -> str | None:

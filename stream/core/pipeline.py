@@ -8,6 +8,7 @@ Kafka. Every input message yields exactly one signal record or one dead letter.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,11 +33,23 @@ log = structlog.get_logger("stream.core.pipeline")
 
 
 @dataclass(slots=True)
+class BatchStats:
+    """What the operator counts about one batch, as plain data (the worker turns it into metrics,
+    the core knows nothing of Prometheus)."""
+
+    model_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, version)
+    labels: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (task, version, label)
+    flags: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)  # by error class
+
+
+@dataclass(slots=True)
 class BatchOutput:
     signals: list[SignalRecord] = field(default_factory=list)
     enriched: list[EnrichedRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     shadow: list[ShadowRecord] = field(default_factory=list)  # champion vs challenger, by task
+    stats: BatchStats = field(default_factory=BatchStats)
     embeddings: list[EmbeddingRecord] = field(default_factory=list)  # the index's log; tombstones
 
 
@@ -56,9 +69,10 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     output = BatchOutput()
     events: list[tuple[RawMessage, ContentEvent]] = []
     for message in messages:
-        checked = pipeline.validate(message.value)
+        checked = pipeline.validate(message.value, message.timestamp_ms)
         if isinstance(checked, Rejection):
             output.dead_letters.append(dead_letter(message, checked, pipeline))
+            output.stats.dead_letters[checked.reason.value] += 1
         else:
             events.append((message, checked))
     enriched_events = enrich_isolating_failures(pipeline, events, output)
@@ -67,9 +81,11 @@ def process_batch(pipeline: Pipeline, messages: Sequence[RawMessage]) -> BatchOu
     for message, event, enrichment in enriched_events:
         processing = (processing_info(message, now_ms, elapsed_ms)
                       if pipeline.include_processing else None)
-        output.signals.append(signal_record(pipeline, message, event, enrichment, processing))
+        signal = signal_record(pipeline, message, event, enrichment, processing)
+        output.signals.append(signal)
+        count_predictions(output.stats, signal)
         if event.has_text:
-            output.enriched.append(enriched_record(pipeline, event, enrichment))
+            output.enriched.append(enriched_record(pipeline, message, event, enrichment))
         embedding = embedding_record(pipeline, event, enrichment)
         if embedding is not None:
             output.embeddings.append(embedding)
@@ -89,9 +105,9 @@ def enrich_isolating_failures(
     goes to the DLQ (``processing_error``) instead of failing its batch mates. When every item
     fails on its own too, the fault is not in the data (e.g. a broken model): re-raise, so the
     worker stops before committing offsets and nothing is lost."""
-    enricher = pipeline.enricher
+    enricher, timings = pipeline.enricher, output.stats.model_seconds
     try:
-        enrichments = enricher.enrich([event for _, event in events])
+        enrichments = enricher.enrich([event for _, event in events], timings)
         return [(m, e, x) for (m, e), x in zip(events, enrichments, strict=True)]
     except Exception as batch_error:
         log.warning("batch_enrichment_failed", error=repr(batch_error), size=len(events))
@@ -99,15 +115,22 @@ def enrich_isolating_failures(
         failed: list[DeadLetter] = []
         for message, event in events:
             try:
-                done.append((message, event, enricher.enrich([event])[0]))
+                done.append((message, event, enricher.enrich([event], timings)[0]))
             except Exception as item_error:
                 failed.append(dead_letter(message, Rejection(
                     RejectReason.PROCESSING, f"{type(item_error).__name__}: {item_error}"),
                     pipeline))
+                output.stats.dead_letters[RejectReason.PROCESSING.value] += 1
         if events and not done:
             raise
         output.dead_letters.extend(failed)
         return done
+
+
+def count_predictions(stats: BatchStats, record: SignalRecord) -> None:
+    for task, signal in record.signals.items():
+        stats.labels[(task, signal.model, signal.label)] += 1
+    stats.flags.update(record.flags)
 
 
 def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
@@ -125,15 +148,17 @@ def signal_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
         replay_id=pipeline.run_id, processing=processing)
 
 
-def enriched_record(pipeline: Pipeline, event: ContentEvent,
+def enriched_record(pipeline: Pipeline, message: RawMessage, event: ContentEvent,
                     enrichment: Enrichment) -> EnrichedRecord:
-    """The ``content.enriched.v1`` record: what the aggregation stage needs, keyed by its group."""
+    """The ``content.enriched.v1`` record: what the aggregation stage needs, keyed by its group.
+    ``source`` is the input position: the window folds skip a record whose source offset they
+    already folded (a batch re-sent after a crash), so the aggregates count each input once."""
     return EnrichedRecord(
         event_id=event.event_id, event_type=event.event_type, content_id=event.content_id,
         content_type=event.content_type, market=event.market, creator_id=event.creator_id,
         event_time_ms=event.event_time_ms, group=aggregation_group(event, enrichment.signals),
         signals=enrichment.signals, flags=flags_for(enrichment.signals),
-        models=pipeline.enricher.versions)
+        models=pipeline.enricher.versions, source=message.position)
 
 
 def embedding_record(pipeline: Pipeline, event: ContentEvent,

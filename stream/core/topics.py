@@ -34,6 +34,7 @@ REGISTRY: tuple[TopicSpec, ...] = (
               "content.events.dlq.v1.json", replay_stem="content.events.dlq.replay."),
     TopicSpec("shadow", "content.shadow.v1", "task", "content.shadow.v1.json"),
     TopicSpec("model_eval", "signals.model_eval.v1", "task", "signals.model_eval.v1.json"),
+    TopicSpec("late", "signals.late.v1", "aggregation group", "signals.late.v1.json"),
     TopicSpec("embeddings", "content.embeddings.v1", "content_id", "content.embeddings.v1.json",
               compacted=True),
     TopicSpec("similar", "content.similar.v1", "content_id", "content.similar.v1.json"),
@@ -52,6 +53,7 @@ class Topics:
     dlq: str = BY_ROLE["dlq"].name
     shadow: str = BY_ROLE["shadow"].name
     model_eval: str = BY_ROLE["model_eval"].name
+    late: str = BY_ROLE["late"].name
     embeddings: str = BY_ROLE["embeddings"].name
     similar: str = BY_ROLE["similar"].name
 

@@ -1,6 +1,6 @@
 """Hashed character n-gram features for language identification.
 
-One code path for training (``models_onnx/scripts/train_language.py``) and runtime: the
+One code path for training (``models_onnx/training/language.py``) and runtime: the
 functions here turn a batch of strings into padded bucket ids that the ONNX model
 ``models_onnx/language/langid-charngram-v1.onnx`` sums over (Gather + ReduceSum).
 

@@ -3,18 +3,62 @@
 Each entry names a task (``embedding``, ``topic``, ``language`` ...), a version, the file (relative
 to the manifest's folder) and its sha256. ``active`` maps each task to the version a worker runs
 unless told otherwise; replay and eval can pick any listed version.
+
+This module owns the format both ways: `load_manifest` reads it, and the training code
+(``models_onnx/training``) writes entries as `ManifestEntry` objects through `upsert_entry`, so what
+a worker reads and what a training run writes is one contract.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from stream.errors import ConfigError, ModelFileError
+
+FORMAT = 1
+REQUIRED = ("task", "version", "kind", "file", "sha256")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One entry of the manifest's ``models`` list, as a training run writes it.
+
+    ``file`` (and every path in `fields`) is relative to the manifest's folder. ``input`` names the
+    model whose output this one reads (``embedding`` for a head; None for a model that reads text).
+    `fields` holds the rest in the order it is written: the kind's contract (``inputs``,
+    ``outputs``, ``labels``, ``multi_label``, ``thresholds``, ``tokenizer`` ...) and its
+    documentation (``metrics``, ``provenance``). `to_json` and `from_json` are inverse.
+    """
+
+    task: str
+    version: str
+    kind: str
+    file: str
+    sha256: str
+    input: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"task": self.task, "version": self.version, "kind": self.kind}
+        if self.input is not None:
+            head["input"] = self.input
+        return {**head, "file": self.file, "sha256": self.sha256, **self.fields}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ManifestEntry:
+        missing = [key for key in REQUIRED if key not in raw]
+        if missing:
+            raise ModelFileError(f"manifest entry {dict(raw).get('version', '?')!r} lacks "
+                                 f"{missing}")
+        rest = {k: v for k, v in raw.items() if k not in (*REQUIRED, "input")}
+        return cls(task=raw["task"], version=raw["version"], kind=raw["kind"], file=raw["file"],
+                   sha256=raw["sha256"], input=raw.get("input"), fields=rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +110,38 @@ def load_manifest(path: Path) -> Manifest:
     except orjson.JSONDecodeError as exc:
         raise ModelFileError(f"model manifest {path} is not valid JSON: {exc}") from exc
     base = path.parent
-    models = tuple(
-        ModelSpec(task=m["task"], version=m["version"], kind=m.get("kind", ""),
-                  file=base / m["file"], sha256=m["sha256"], base=base, raw=m)
-        for m in data.get("models", [])
-    )
+    models = tuple(spec_of(m, base) for m in data.get("models", []))
     return Manifest(path=path, models=models, active=dict(data.get("active", {})))
+
+
+def spec_of(raw: dict[str, Any], base: Path) -> ModelSpec:
+    """The ModelSpec of one raw entry of a manifest in folder `base`."""
+    entry = ManifestEntry.from_json({"kind": "", **raw})
+    return ModelSpec(task=entry.task, version=entry.version, kind=entry.kind,
+                     file=base / entry.file, sha256=entry.sha256, base=base, raw=raw)
+
+
+def write_json(path: Path, data: object, indent: int = 2) -> None:
+    """The manifest's own layout: `indent` spaces, UTF-8 as is, a final newline."""
+    path.write_text(json.dumps(data, indent=indent, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def upsert_entry(path: Path, entry: ManifestEntry, *, activate: bool,
+                 after: str | None = None) -> None:
+    """Write `entry` into the manifest at `path` (created if absent), replacing the entry of the
+    same version and keeping every other one and every other key. It goes right after the entry of
+    version `after` when given, else last; `activate` makes it its task's active version."""
+    manifest: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    models = [m for m in manifest.get("models", []) if m.get("version") != entry.version]
+    at = len(models)
+    if after is not None:
+        at = next(i for i, m in enumerate(models) if m["version"] == after) + 1
+    models.insert(at, entry.to_json())
+    active = dict(manifest.get("active", {}))
+    if activate:
+        active[entry.task] = entry.version
+    write_json(path, {**manifest, "format": manifest.get("format", FORMAT), "models": models,
+                      "active": active})
 
 
 def parse_task_versions(pairs: Iterable[str], what: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from stream.errors import ModelFileError
@@ -23,7 +24,8 @@ from stream.models.manifest import Manifest
 from stream.windows.aggregator import Folder, window_header
 from stream.windows.kinds import WindowKind
 
-BINS = 10
+BINS = 10  # score histograms: bin i holds scores in [i/BINS, (i+1)/BINS), the last one also 1.0
+BIN_EDGES = [round(i / BINS, 1) for i in range(BINS + 1)]
 ROLES = ("champion", "challenger")
 _EPSILON = 1e-4
 
@@ -47,8 +49,38 @@ def fold_eval(aggregate: dict[str, Any], record: dict[str, Any]) -> dict[str, An
         agg["labels"][role][side["label"]] = agg["labels"][role].get(side["label"], 0) + 1
         for label, score in side["scores"].items():
             counts = agg["histograms"][role].setdefault(label, [0] * BINS)
-            counts[min(int(float(score) * BINS), BINS - 1)] += 1
+            counts[score_bin(float(score))] += 1
     return agg
+
+
+def score_bin(score: float) -> int:
+    """The histogram bin of one probability (the one binning rule of windows and references)."""
+    return min(max(int(score * BINS), 0), BINS - 1)
+
+
+def score_histogram(scores: npt.ArrayLike) -> list[int]:
+    """Counts per bin of many probabilities: `score_bin` of each, vectorised."""
+    index = np.clip((np.asarray(scores, dtype=np.float64) * BINS).astype(np.int64), 0, BINS - 1)
+    return [int(c) for c in np.bincount(index, minlength=BINS)]
+
+
+def reference_distribution(probs: Mapping[str, npt.ArrayLike], predicted: Mapping[str, int],
+                           population: str,
+                           totals: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The reference file of one model (``reference`` in its manifest entry; the training writes
+    it from the validation split, `load_references` reads it): per label, the histogram of its
+    probability, and the predicted-label distribution as counts and as fractions of all rows (or,
+    for a multi-label head, of each label's own rows `totals`)."""
+    labels = {}
+    for label, p in probs.items():
+        counts = score_histogram(p)
+        n = int(np.size(p))
+        labels[label] = {"n": n, "counts": counts,
+                         "fractions": [round(c / max(n, 1), 4) for c in counts]}
+    total = max(sum(predicted.values()), 1)
+    fractions = {k: round(v / (totals[k] if totals else total), 4) for k, v in predicted.items()}
+    return {"population": population, "bin_edges": BIN_EDGES, "labels": labels,
+            "predicted": {"counts": dict(predicted), "fractions": fractions}}
 
 
 def psi(actual: Mapping[str, float], expected: Mapping[str, float]) -> float:

@@ -30,6 +30,8 @@ examples:
   signals replay --topic content.events.v1 --partitions 0,1 --from-offset 1000 --to-offset 2000 \\
                  --model embedding=minilm-l6-v2-int8-v1 --dry-run
   signals replay --file history.jsonl.gz --output signals.jsonl --aggregate   # no Kafka at all
+  signals replay --engine spark --topic content.events.v1 --from-time 2026-01-01T00:00:00Z \
+                 --output year.jsonl --aggregate          # the same records, as a Spark job
 
 Offsets are inclusive-from, exclusive-to, per partition (for a file: line numbers from 1).
 Times are the broker's record timestamps. Exit status: 0 done, 2 bad arguments, 130 interrupted.
@@ -81,6 +83,12 @@ def _add_processing_and_sink(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--to-live", action="store_true",
                        help="write to the live topics (content.signals.v1 ...)")
     running = parser.add_argument_group("running")
+    running.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="local: this process (default); spark: a PySpark job over the "
+                              "topic range (README \"Replay at scale\")")
+    running.add_argument("--spark-master", metavar="URL",
+                         help="with --engine spark: local[N], spark://..., yarn "
+                              "(default: spark-submit's, else local[*])")
     running.add_argument("--replay-id", type=_non_empty,
                          help="default: derived from source, range, models and batch options")
     running.add_argument("--checkpoint", type=Path, metavar="PATH",
@@ -103,6 +111,10 @@ def run_replay_command(args: argparse.Namespace, settings: Settings) -> int:
         models=parse_model_overrides(args.model), aggregate=args.aggregate,
         replay_id=args.replay_id, checkpoint=args.checkpoint, rate=args.rate,
         dry_run=args.dry_run, progress=not args.no_progress)
+    if args.engine == "spark":
+        from stream.replay.spark import run_spark_replay
+
+        return run_spark_replay(request, settings).exit_code
     return run_replay(request, settings).exit_code
 
 

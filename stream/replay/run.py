@@ -64,8 +64,8 @@ def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None
     source = open_source(request.source, settings,
                          plan.checkpoint.ranges if plan.checkpoint else None)
     try:
-        state = plan.checkpoint or _new_state(plan, source.ranges)
-        print(_header(plan, state), file=out, flush=True)
+        state = plan.checkpoint or new_state(plan, source.ranges)
+        print(header(plan, state), file=out, flush=True)
         if state.finished:
             print(f"already complete according to {request.checkpoint}; delete it to replay "
                   "again", file=out)
@@ -78,13 +78,13 @@ def run_replay(request: ReplayRequest, settings: Settings, *, out: TextIO | None
     return result
 
 
-def _new_state(plan: Plan, ranges: Ranges) -> Checkpoint:
+def new_state(plan: Plan, ranges: Ranges) -> Checkpoint:
     return Checkpoint(plan.fingerprint, plan.replay_id, plan.sink_name, dict(ranges),
                       {p: start for p, (start, _) in ranges.items()},
                       windows={} if plan.request.aggregate and not plan.request.dry_run else None)
 
 
-def _header(plan: Plan, state: Checkpoint) -> str:
+def header(plan: Plan, state: Checkpoint) -> str:
     source = plan.request.source
     kind = f"topic {source.topic}" if source.topic is not None else f"file {source.file}"
     unit = "offsets" if source.topic is not None else "lines"
@@ -96,25 +96,54 @@ def _header(plan: Plan, state: Checkpoint) -> str:
             f"→ {target}; models {models}")
 
 
+def replay_pipeline(plan: Plan, **changes: Any) -> Pipeline:
+    """The worker's pipeline with the replay's model versions and its replay id as run id, without
+    wall-clock fields. Challengers are not replayed: their shadow records are not written.
+    `changes` are settings that do not change records (the Spark engine's ``model_threads``)."""
+    loaded = build_pipeline(plan.settings.replace(challengers="", **changes),
+                            versions=plan.versions, run_id=plan.replay_id)
+    return replace(loaded, include_processing=False)
+
+
+class ReplayWindows:
+    """A replay's windows: enriched records folded as the aggregate agent folds them (their JSON
+    value, by the worker's `WindowAggregator`) under the partition of ``content.enriched.v1`` that
+    the worker's producer gives their group; closed windows carry the replay id and models."""
+
+    def __init__(self, plan: Plan, store: dict[str, Any]) -> None:
+        settings = plan.settings
+        self.aggregator = WindowAggregator(store, window_kinds(settings),
+                                           settings.window_grace_s * 1000)
+        self.partitions = settings.partitions
+        self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
+
+    def partition_of(self, record: EnrichedRecord) -> int:
+        return group_partition(record.key, self.partitions)
+
+    def fold(self, group: str, value: dict[str, Any], partition: int) -> list[WindowRecord]:
+        """One enriched record's JSON value in; the windows it closed out."""
+        return [self._window(w) for w in self.aggregator.update(group, value, partition)]
+
+    def flush(self) -> list[WindowRecord]:
+        """Close every open window (the input is finite), partition by partition."""
+        return [self._window(w) for w in self.aggregator.flush()]
+
+    def _window(self, window: dict[str, Any]) -> WindowRecord:
+        return WindowRecord({**window, **self.stamp})
+
+
 class Processor:
     """One batch of messages → the records to write, through the worker's `process_batch`."""
 
     def __init__(self, plan: Plan, windows_store: dict[str, Any] | None) -> None:
-        settings = plan.settings
         self.pipeline: Pipeline | None = None
         if plan.request.dry_run:
-            self.validate: Validator = make_validator(settings.schemas_dir,
-                                                      settings.max_event_bytes)
-        else:   # challengers are not replayed: their shadow records are not written
-            loaded = build_pipeline(settings.replace(challengers=""), versions=plan.versions,
-                                    run_id=plan.replay_id)
-            self.pipeline = replace(loaded, include_processing=False)
-            self.validate = loaded.validate
-        self.aggregator = (WindowAggregator(windows_store, window_kinds(settings),
-                                            settings.window_grace_s * 1000)
-                           if windows_store is not None else None)
-        self.partitions = settings.partitions
-        self.stamp = {"replay_id": plan.replay_id, "models": plan.versions}
+            self.validate: Validator = make_validator(plan.settings.schemas_dir,
+                                                      plan.settings.max_event_bytes)
+        else:
+            self.pipeline = replay_pipeline(plan)
+            self.validate = self.pipeline.validate
+        self.windows = ReplayWindows(plan, windows_store) if windows_store is not None else None
 
     def process(self, messages: list[RawMessage]) -> tuple[Outputs, ReplayCounts]:
         if self.pipeline is None:    # a dry run validates and counts
@@ -128,20 +157,16 @@ class Processor:
 
     def flush(self) -> Outputs:
         """Close every open window (the input is finite)."""
-        closed = self.aggregator.flush() if self.aggregator is not None else []
-        return Outputs(windows=[self._window(w) for w in closed])
+        return Outputs(windows=self.windows.flush() if self.windows is not None else [])
 
     def _aggregate(self, enriched: list[EnrichedRecord]) -> list[WindowRecord]:
-        if self.aggregator is None:
+        if self.windows is None:
             return []
-        closed: list[dict[str, Any]] = []
-        for record in enriched:   # folded as the aggregate agent folds it: its JSON value
-            closed += self.aggregator.update(record.group, record.to_json(),
-                                             group_partition(record.key, self.partitions))
-        return [self._window(w) for w in closed]
-
-    def _window(self, window: dict[str, Any]) -> WindowRecord:
-        return WindowRecord({**window, **self.stamp})
+        closed: list[WindowRecord] = []
+        for record in enriched:
+            closed += self.windows.fold(record.group, record.to_json(),
+                                        self.windows.partition_of(record))
+        return closed
 
 
 def group_partition(key: bytes, partitions: int) -> int:

@@ -72,13 +72,17 @@ def output_paths(path: Path) -> dict[str, Path]:
             "windows": path.with_name(f"{path.stem}.windows{path.suffix}")}
 
 
+def check_output(path: Path) -> None:
+    if path.suffix == ".gz":
+        raise ConfigError(f"--output {path}: compressed output is not supported; write "
+                          "plain JSONL and compress it afterwards")
+
+
 class FileSink:
     """One JSON value per line, exactly the bytes a topic sink would produce as the value."""
 
     def __init__(self, path: Path, *, windows: bool, resume: Mapping[str, int] | None) -> None:
-        if path.suffix == ".gz":
-            raise ConfigError(f"--output {path}: compressed output is not supported; write "
-                              "plain JSONL and compress it afterwards")
+        check_output(path)
         self.description = f"file {path}"
         kinds = KINDS if windows else KINDS[:2]
         paths = output_paths(path)

@@ -182,6 +182,29 @@ def pick_partition(heads: Mapping[int, int | None]) -> int:
     return min(heads, key=lambda p: (-1 if heads[p] is None else heads[p], p))
 
 
+def chunk_order(partition: int, index: int, latest_start: int) -> tuple[int, int, int]:
+    """Where chunk `index` of `partition` comes in the interleaving of `KafkaSource`, as a sort
+    key: `latest_start` is the largest first-record timestamp of the partition's chunks up to
+    this one. Always taking the partition whose next chunk starts earliest (`pick_partition`)
+    merges the partitions in the order of this key: a chunk that starts before the largest start
+    so far in its partition is taken right after its predecessor. So an engine that processes
+    partitions apart (Spark) can still write, and fold windows, in the local replay's order."""
+    return latest_start, partition, index
+
+
+def in_time_range(spec: SourceSpec, timestamp: int) -> bool:
+    """Is a record with this broker timestamp inside the replay's --from-time/--to-time?"""
+    low, high = spec.from_time_ms, spec.to_time_ms
+    return (low is None or timestamp >= low) and (high is None or timestamp < high)
+
+
+def topic_message(topic: str, partition: int, offset: int, key: bytes | None,
+                  value: bytes | None, timestamp: int | None) -> RawMessage:
+    """A topic record as the pipeline's input (a negative timestamp means none)."""
+    known = timestamp if timestamp is not None and timestamp >= 0 else None
+    return RawMessage(value, Position(topic, partition, offset), key, known)
+
+
 class KafkaSource:
     """Reads the resolved ranges with one group-less consumer, chunk by chunk."""
 
@@ -252,15 +275,11 @@ class KafkaSource:
         return position >= self.ranges[tp.partition][1]
 
     def _in_time(self, record: Any) -> bool:
-        low, high = self.spec.from_time_ms, self.spec.to_time_ms
-        return (low is None or record.timestamp >= low) and (high is None
-                                                             or record.timestamp < high)
+        return in_time_range(self.spec, record.timestamp)
 
     def _message(self, record: Any) -> RawMessage:
-        timestamp = record.timestamp if record.timestamp is not None and record.timestamp >= 0 \
-            else None
-        return RawMessage(record.value, Position(record.topic, record.partition, record.offset),
-                          record.key, timestamp)
+        return topic_message(record.topic, record.partition, record.offset, record.key,
+                             record.value, record.timestamp)
 
     def close(self) -> None:
         self.client.close()

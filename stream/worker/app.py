@@ -6,7 +6,9 @@
 * ``aggregate`` reads ``content.enriched.v1`` one event at a time (Faust tables can only be written
   inside stream iteration), folds it into its windows with
   `stream.windows.aggregator.WindowAggregator`, whose state is the changelogged table
-  ``window-aggregates``, and sends each window as it closes.
+  ``window-aggregates``, and sends each window as it closes; only once the producer has flushed
+  it does the table forget the window (so a crash re-emits it instead of losing it). Late records
+  are logged and, with ``SIGNALS_SEND_LATE_RECORDS``, sent to ``signals.late.v1``.
 * ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
   only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
 * ``index`` reads the compacted ``content.embeddings.v1`` (written by ``enrich``: each item's
@@ -20,19 +22,22 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
 import structlog
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
+from stream.connectors.security import faust_credentials
 from stream.core.outputs import EmbeddingRecord, Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.topics import Topics
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
@@ -42,7 +47,10 @@ from stream.similarity.rebuild import rebuild
 from stream.similarity.signals import index_batch
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
+from stream.worker import health as health_signals
+from stream.worker.health import Health
 from stream.worker.logs import log_batch
+from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
 
 log = structlog.get_logger("stream.worker.app")
@@ -53,7 +61,7 @@ EVAL_TABLE_NAME = "model-eval-windows"
 
 @dataclass
 class SignalsApp:
-    """The Faust app and the handles tests need (agents, aggregators, sink)."""
+    """The Faust app and the handles tests need (agents, aggregators, sink, metrics, health)."""
 
     app: faust.App
     enrich: Any
@@ -62,6 +70,8 @@ class SignalsApp:
     aggregator: WindowAggregator
     eval_aggregator: WindowAggregator
     sink: Sink
+    metrics: WorkerMetrics
+    health: Health
     index_stage: Any = None
     index: VectorIndex | None = None
 
@@ -69,51 +79,92 @@ class SignalsApp:
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
+    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    metrics, health = WorkerMetrics.create(), Health()
+    health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
+    durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    grace_ms = settings.window_grace_s * 1000
-    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
-    aggregator = WindowAggregator(tables[TABLE_NAME], window_kinds(settings), grace_ms)
-    eval_size = settings.model_eval_window_s * 1000
-    eval_aggregator = WindowAggregator(
-        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
-        folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
-    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
-        tables[name].on_recover(_invalidate_on_recover(windows))
+    aggregator, eval_aggregator = window_aggregators(app, settings)
     names = settings.topics
 
     @app.agent(topics[names.events])
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max_size,
                                               within=settings.batch_max_wait_s):
-            messages = [raw_message(event) for event in batch]
-            output = await asyncio.to_thread(process_batch, pipeline, messages)
-            await send_all(sink, names.signals, output.signals)
-            await send_all(sink, names.enriched, output.enriched)
-            await send_all(sink, names.dlq, output.dead_letters)
-            await send_all(sink, names.shadow, output.shadow)
-            await send_all(sink, names.embeddings, output.embeddings)
-            log_batch(messages, output.signals, output.dead_letters)
+            await enrich_batch(pipeline, sink, names, metrics, batch)
+
+    late_topic = names.late if settings.send_late_records else None
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
-            closed = aggregator.update(record["group"], record, event.message.partition)
-            await send_closed(sink, names.windows, "group", closed, "window_closed")
+            late_before = aggregator.late_records
+            step = aggregator.prepare(record["group"], record, event.message.partition)
+            metrics.observe_windows("aggregate", step.closed,
+                                    aggregator.late_records - late_before)
+            sent = await send_late(sink, late_topic, step.late)
+            await send_closed(sink, names.windows, "group", step.closed, "window_closed")
+            if sent or step.closed:
+                await durable()
+            aggregator.settle(step)
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
             record = orjson.loads(event.value)
-            closed = eval_aggregator.update(record["task"], record, event.message.partition)
-            await send_closed(sink, names.model_eval, "task", closed, "model_eval_window_closed",
-                              "agreement_rate")
+            late_before = eval_aggregator.late_records
+            step = eval_aggregator.prepare(record["task"], record, event.message.partition)
+            metrics.observe_windows("model_eval", step.closed,
+                                    eval_aggregator.late_records - late_before)
+            await send_closed(sink, names.model_eval, "task", step.closed,
+                              "model_eval_window_closed", "agreement_rate")
+            if step.closed:
+                await durable()
+            eval_aggregator.settle(step)
 
     index = open_index(settings)
     index_stage = similarity_agent(app, topics[names.embeddings], settings, index, sink)
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
-                      index_stage, index)
+                      metrics, health, index_stage, index)
+
+
+def window_aggregators(app: faust.App,
+                       settings: Settings) -> tuple[WindowAggregator, WindowAggregator]:
+    """The signal windows and the champion/challenger windows, each on its changelogged table
+    (re-indexed after recovery)."""
+    grace_ms = settings.window_grace_s * 1000
+    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
+    idle_ms = int(settings.watermark_idle_s * 1000) or None
+    aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
+        tables[TABLE_NAME], window_kinds(settings), grace_ms,
+        sources=tuple(range(settings.partitions)) if idle_ms else (), idle_ms=idle_ms,
+        clock=time.monotonic)
+    eval_size = settings.model_eval_window_s * 1000
+    eval_aggregator = WindowAggregator(
+        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
+        folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
+    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
+        tables[name].on_recover(_invalidate_on_recover(windows))
+    return aggregator, eval_aggregator
+
+
+async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
+                       batch: Sequence[Any]) -> None:
+    """One micro-batch: the pure core in a thread, then every record to the producer, then the
+    log lines and metrics (so the counts are of records handed to the producer)."""
+    messages = [raw_message(event) for event in batch]
+    started = time.perf_counter()
+    output = await asyncio.to_thread(process_batch, pipeline, messages)
+    elapsed = time.perf_counter() - started
+    await send_all(sink, names.signals, output.signals)
+    await send_all(sink, names.enriched, output.enriched)
+    await send_all(sink, names.dlq, output.dead_letters)
+    await send_all(sink, names.shadow, output.shadow)
+    await send_all(sink, names.embeddings, output.embeddings)
+    log_batch(messages, output.signals, output.dead_letters)
+    metrics.observe_batch(messages, output, elapsed)
 
 
 def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: VectorIndex,
@@ -209,6 +260,44 @@ async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[s
                  **{name: window[name] for name in logged})
 
 
+async def send_late(sink: Sink, topic: str | None, late: dict[str, Any] | None) -> bool:
+    """Log a late record (and send it when `topic` is set); True when something was sent."""
+    if late is None:
+        return False
+    record = late["record"]
+    log.warning("late_record", group=late["group"], event_id=record.get("event_id"),
+                event_time_ms=record.get("event_time_ms"), source=record.get("source"),
+                watermark_ms=late["watermark_ms"], missed=[w["name"] for w in late["missed"]])
+    if topic is None:
+        return False
+    await sink.send(topic, WindowRecord(late, "group"))
+    return True
+
+
+def _flushing(app: faust.App) -> Callable[[], Awaitable[None]]:
+    async def flush() -> None:
+        await app.producer.flush()
+    return flush
+
+
+async def _nothing() -> None:
+    return None
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer with ``enable.idempotence``: a retried batch is written once
+    and batches stay in order even when a retry follows a failure. Faust turns it on only with
+    ``processing_guarantee="exactly_once"``, which we do not use (README "Windows")."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra: Mapping[str, Any] = super()._settings_extra()
+        return {**extra, "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(faust_aiokafka.Transport):
+    Producer = IdempotentProducer
+
+
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
     async def on_recover() -> None:
         aggregator.invalidate_index()
@@ -224,27 +313,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest", "datadir": str(settings.worker_data_dir),
         "web_enabled": False, "web_port": settings.web_port,
         "producer_acks": -1, "table_standby_replicas": 0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.heartbeat_interval_s,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,   # dead letters of large inputs
     }
     credentials = faust_credentials(settings)
     if credentials is not None:
         options["broker_credentials"] = credentials
     return options
-
-
-def faust_credentials(settings: Settings) -> Any:
-    if settings.security_protocol == "PLAINTEXT":
-        return None
-    context = ssl_context(settings) if "SSL" in settings.security_protocol else None
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=settings.sasl_username, password=settings.sasl_password,
-        mechanism=settings.sasl_mechanism, ssl_context=context)
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.ssl_certfile:
-        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
-    return context

@@ -13,6 +13,7 @@ import structlog
 from stream.core.outputs import DLQ_UTF8_MAX_BYTES, DeadLetter, SignalRecord
 from stream.core.records import RawMessage
 from stream.settings import Settings
+from stream.worker.noise import RepeatFilter
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -35,8 +36,10 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "processors": [structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                            structlog.processors.format_exc_info, renderer],
         }},
+        # one line per kind of library complaint per 10 s, with a count (stream/worker/noise.py)
+        "filters": {"repeats": {"()": RepeatFilter, "interval_s": 10.0}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "structured",
-                                "stream": "ext://sys.stderr"}},
+                                "stream": "ext://sys.stderr", "filters": ["repeats"]}},
         "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
         "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "kafka", "faust", "mode")},
     }
@@ -48,7 +51,9 @@ def configure_logging(settings: Settings) -> None:
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # not cached: a tool that configures logging in-process (eval --from-topic, replay)
+        # must leave module loggers that structlog.testing.capture_logs can still observe
+        cache_logger_on_first_use=False,
     )
 
 

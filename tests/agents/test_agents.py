@@ -71,6 +71,23 @@ def test_enrich_sends_one_signal_or_one_dead_letter_per_event(
     assert [e["event_id"] for e in enriched] == ["e-1", "e-3"]
 
 
+def enriched(i: int, ts_ms: int, source_partition: int, offset: int,
+             group: str = "content_type=episode|market=US") -> dict[str, Any]:
+    return {"event_id": f"e-{i}", "event_type": "content.published", "group": group,
+            "event_time_ms": ts_ms, "signals": {}, "flags": [],
+            "source": {"topic": "content.events.v1", "partition": source_partition,
+                       "offset": offset}}
+
+
+T0 = 1_767_607_200_000
+HOUR = 3_600_000
+
+
+def closers(offset: int) -> list[dict[str, Any]]:
+    """One far-later record from each of the 4 source partitions: the watermark is their min."""
+    return [enriched(900 + p, T0 + HOUR, p, offset) for p in range(4)]
+
+
 @pytest.mark.parametrize("n_events", [7])
 def test_aggregate_folds_into_the_table_and_emits_closed_windows(
     settings: Settings, pipeline: Pipeline, n_events: int
@@ -78,23 +95,55 @@ def test_aggregate_folds_into_the_table_and_emits_closed_windows(
     signals_app, sink = make_app(settings, pipeline)
     topics = settings.topics
     group = "content_type=episode|market=US"
-    records = [{"event_id": f"e-{i}", "event_type": "content.published", "group": group,
-                "event_time_ms": 1_767_607_200_000 + i * 1000, "signals": {}, "flags": []}
-               for i in range(n_events)]
-    closer = {**records[0], "event_id": "late", "event_time_ms": 1_767_607_200_000 + 3_600_000}
+    records = [enriched(i, T0 + i * 1000, i % 4, i) for i in range(n_events)]
 
     async def scenario() -> None:
         async with signals_app.aggregate.test_context() as agent:
-            for record in [*records, closer]:
+            for record in [*records, *closers(100)]:
                 await agent.put(value=orjson.dumps(record), key=group.encode(), partition=0)
             await wait_until(lambda: len(sink.records[topics.windows]) >= 6)
 
     asyncio.run(scenario())
     windows = [orjson.loads(r.value) for r in sink.records[topics.windows]]
     tumbling = [w for w in windows if w["window"]["kind"] == "tumbling"]
-    assert [(w["window"]["start_ms"], w["count"]) for w in tumbling] == [(1_767_607_200_000, 7)]
+    assert [(w["window"]["start_ms"], w["count"]) for w in tumbling] == [(T0, 7)]
     assert sum(w["count"] for w in windows if w["window"]["kind"] == "hopping") == 7 * 5
     assert all(r.key == group.encode() for r in sink.records[topics.windows])
+    assert all("source_offsets" not in w for w in windows)      # bookkeeping stays in the table
+
+
+def test_re_sent_records_count_once_and_late_ones_go_to_the_late_topic(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    signals_app, sink = make_app(settings.replace(send_late_records=True), pipeline)
+    topics = settings.topics
+    group = "content_type=episode|market=US"
+    first = [enriched(i, T0 + i * 1000, i % 4, 10 + i) for i in range(8)]
+    resent = first[2:6]                   # the enrich stage crashed and sent these again
+    late = enriched(50, T0 + 5000, 1, 99)  # source 1 is behind: after the closers, it is late
+
+    async def scenario() -> None:
+        async with signals_app.aggregate.test_context() as agent:
+            for record in [*first, *resent, *closers(60), late, *resent]:
+                await agent.put(value=orjson.dumps(record), key=group.encode(), partition=0)
+            await wait_until(lambda: len(sink.records[topics.late]) >= 1)
+
+    asyncio.run(scenario())
+    windows = [orjson.loads(r.value) for r in sink.records[topics.windows]]
+    [tumbling] = [w for w in windows if w["window"]["kind"] == "tumbling"]
+    assert tumbling["count"] == 8
+    [report] = [orjson.loads(r.value) for r in sink.records[topics.late]]
+    assert report["record"]["event_id"] == "e-50" and report["watermark_ms"] == T0 + HOUR
+    assert {w["name"] for w in report["missed"]} == {"tumbling_60s", "hopping_300s_60s"}
+    assert signals_app.aggregator.late_records == 1
+    assert signals_app.aggregator.duplicates == 8
+
+
+def test_the_worker_producer_is_idempotent(settings: Settings, pipeline: Pipeline) -> None:
+    signals_app = create_app(settings.replace(app_id=f"agent-test-{uuid.uuid4().hex[:6]}"),
+                             pipeline)
+    options = signals_app.app.producer._settings_extra()
+    assert options["enable_idempotence"] is True and options["acks"] == "all"
 
 
 def test_index_agent_flags_a_repost_and_forgets_a_deleted_item(

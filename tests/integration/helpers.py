@@ -1,23 +1,73 @@
-"""Helpers for tests on the real broker: a worker process per test and a topic reader."""
+"""Helpers for tests on the real broker: worker processes (one, or several of one app id), their
+metrics endpoints, and a topic reader."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream.connectors.kafka import consumer
 from stream.settings import ENV_PREFIX, Settings
+
+DEFAULT_METRICS_PORT = Settings().metrics_port
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class WorkerProcess(subprocess.Popen[bytes]):
+    """A `signals worker` process that knows where its /metrics, /healthz and /readyz are."""
+
+    base_url: str = ""
+    log_path: Path | None = None
+
+    def get(self, path: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+        """HTTP GET on the worker's ops server: (status, body); (0, b"") when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=timeout_s) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+        except (urllib.error.URLError, OSError):
+            return 0, b""
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """The scraped samples by name (each a prometheus_client `Sample`); {} when no answer."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            return {}
+        found: dict[str, list[Any]] = defaultdict(list)
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                found[sample.name].append(sample)
+        return found
+
+    def assigned(self, topic: str) -> set[int]:
+        """Partitions of `topic` this worker reports (one lag series per assigned partition)."""
+        return {int(s.labels["partition"]) for s in self.metrics().get("signals_consumer_lag", [])
+                if s.labels["topic"] == topic}
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text()[-chars:] if self.log_path else ""
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -32,22 +82,78 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def running_worker(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`signals worker` in its own process, stopped with SIGTERM like an operator would."""
+def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess]:
+    """`signals worker` in its own process, stopped with SIGTERM like an operator would.
+
+    Its ops server listens on ``settings.metrics_port``, except that the fixed default is
+    replaced by a free port (parallel test runs on one machine would share it); the process's
+    `base_url` says where."""
+    if settings.metrics_port == DEFAULT_METRICS_PORT:
+        settings = settings.replace(metrics_port=free_port())
+    settings = settings.replace(metrics_host="127.0.0.1")
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"],
-                                   env=settings_env(settings), stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = WorkerProcess([sys.executable, "-m", "stream.cli", "worker"],
+                                env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+        process.base_url = f"http://127.0.0.1:{settings.metrics_port}"
+        process.log_path = log_path
         try:
             yield process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
+    """SIGTERM (if still running), wait, SIGKILL after `timeout_s`; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextmanager
+def running_workers(settings: Settings, count: int, log_dir: Path) -> Iterator[list[WorkerProcess]]:
+    """`count` workers of one app id (one consumer group), each with its own data folder, log
+    (``worker-<i>.log``) and ops port; all stopped at the end. Kill or stop some in the test."""
+    with ExitStack() as stack:
+        workers = [stack.enter_context(running_worker(
+            settings.replace(worker_data_dir=log_dir / f"worker-{i}-data"),
+            log_dir / f"worker-{i}.log")) for i in range(count)]
+        yield workers
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
+               workers: list[WorkerProcess] | None = None, interval_s: float = 0.2) -> float:
+    """Poll `condition` until true; the seconds it took. Fails (with the logs of workers that
+    exited) after `timeout_s`."""
+    started = time.monotonic()
+    while not condition():
+        for worker in workers or []:
+            if worker.poll() is not None:
+                raise AssertionError(f"worker exited with {worker.returncode} while waiting "
+                                     f"for {what}:\n{worker.log_tail()}")
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+    return time.monotonic() - started
+
+
+def partitions_served(workers: list[WorkerProcess], topic: str) -> list[set[int]]:
+    """Each running worker's assigned partitions of `topic`, from its metrics."""
+    return [w.assigned(topic) if w.poll() is None else set() for w in workers]
+
+
+def all_served_once(workers: list[WorkerProcess], topic: str, partitions: int) -> bool:
+    """Every partition of `topic` is assigned to exactly one running worker, and each running
+    worker is ready (no rebalance in progress)."""
+    running = [w for w in workers if w.poll() is None]
+    served = partitions_served(running, topic)
+    flat = [p for parts in served for p in parts]
+    return (sorted(flat) == list(range(partitions))
+            and all(w.get("/readyz")[0] == 200 for w in running))
 
 
 def collect(settings: Settings, topics: list[str], *, until: Callable[[dict[str, list[Any]]], bool],

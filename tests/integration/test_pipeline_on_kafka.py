@@ -23,6 +23,7 @@ from stream.connectors.kafka import (
     warn_on_a_small_dead_letter_limit,
 )
 from stream.core.topics import Topics
+from stream.replay.run import group_partition
 from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, values
 from tests.schemas import assert_valid
@@ -49,6 +50,16 @@ def valid_event(i: int, minute: int, second: int, content_type: str, market: str
             "market": market, **text_field}
 
 
+def ids_on_each_partition(first: int, partitions: int) -> list[int]:
+    """One event number per input partition, from `first` on: ``c-<n>`` keys land there."""
+    chosen: dict[int, int] = {}
+    n = first
+    while len(chosen) < partitions:
+        chosen.setdefault(group_partition(f"c-{n}".encode(), partitions), n)
+        n += 1
+    return sorted(chosen.values())
+
+
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
     it_settings: Settings, tmp_path: Path
 ) -> None:
@@ -56,12 +67,16 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
     # Group A (track × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
     # Group B (comment × GB): 4 events in [10:00, 10:01). The enriched topic is re-keyed, so
     # records from the two input partitions interleave there: 120 s of grace absorbs that.
-    # Once those are processed, one "closer" per group at 10:20 moves each partition's stream
-    # time past every earlier window end + grace, so they close.
+    # Once those are processed, "closers" at 10:20 move each partition's watermark past every
+    # earlier window end + grace, so they close.
     group_a = [valid_event(i, 0, 10 * i, "track", "US") for i in range(5)]
     group_a += [valid_event(5 + i, 1, 5 + 10 * i, "track", "US") for i in range(3)]
     group_b = [valid_event(8 + i, 0, 7 + 10 * i, "comment", "GB") for i in range(4)]
-    closers = [valid_event(12, 20, 0, "track", "US"), valid_event(13, 20, 0, "comment", "GB")]
+    # The watermark is the minimum over the input partitions, so each group needs a closer from
+    # every input partition (keyed by content_id: ids chosen by the producer's own partitioner).
+    closers = [valid_event(i, 20, 0, kind, market)
+               for kind, market, first in (("track", "US", 100), ("comment", "GB", 200))
+               for i in ids_on_each_partition(first, it_settings.partitions)]
     valid = group_a + group_b + closers
     malformed = [
         b'{"event_id": "broken", ',                                   # invalid JSON

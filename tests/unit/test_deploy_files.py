@@ -55,3 +55,14 @@ def test_dockerfile_copies_what_the_worker_reads() -> None:
     for folder in ("stream", "schemas", "models_onnx"):
         assert f"COPY {folder} ./{folder}" in dockerfile
         assert Path(CHECKOUT / folder).is_dir()
+
+
+def test_the_spark_extra_pins_the_version_whose_connector_the_pom_fetches() -> None:
+    pom = (CHECKOUT / "deploy" / "spark" / "pom.xml").read_text()
+    match = re.search(r"<spark.version>([^<]+)</spark.version>", pom)
+    assert match
+    pyproject = (CHECKOUT / "pyproject.toml").read_text()
+    assert f'spark = ["pyspark=={match.group(1)}"]' in pyproject
+    from stream.replay.spark import SPARK_VERSION  # what the job checks pyspark against
+
+    assert match.group(1) == SPARK_VERSION

@@ -40,7 +40,7 @@ GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
-                 TOPICS.model_eval, TOPICS.embeddings, TOPICS.similar)
+                 TOPICS.model_eval, TOPICS.late, TOPICS.embeddings, TOPICS.similar)
 CHALLENGERS = "sentiment=sentiment-minilm-mlp-v1,language=langid-charngram-v1"
 RUN_ID = "replay-0123456789abcdef"
 
@@ -167,7 +167,8 @@ def malformed_messages(settings: Settings) -> dict[str, bytes | None]:
     return {
         "invalid_json": b'{"event_id": "broken", ',
         "invalid_json:array": b"[1, 2, 3]",
-        "invalid_json:tombstone": None,
+        "tombstone": None,
+        "schema_violation:duplicate_key": orjson.dumps(ok)[:-1] + b', "title": "again"}',
         "invalid_utf8": b'{"event_id": "\xff\xfe"}',
         "schema_violation:missing": orjson.dumps({k: v for k, v in ok.items()
                                                   if k != "event_id"}),
@@ -291,6 +292,9 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
     assert_valid(TOPICS.dlq, letters)
     assert_valid(TOPICS.dlq, values([dead_letter(message, Rejection(
         RejectReason.PROCESSING, "RuntimeError: boom"))]))        # no pipeline given
+    huge = RawMessage(b"z" * (3 * 1024 * 1024), Position(TOPICS.events, 0, 9))
+    assert_valid(TOPICS.dlq, values([dead_letter(huge, Rejection(RejectReason.TOO_LARGE, "big"),
+                                                 pipeline)]))    # described, not copied
 
 
 def test_embedding_records_and_similar_signals_match_the_schemas(live: BatchOutput) -> None:
@@ -366,6 +370,22 @@ def test_closed_signal_windows_match_the_schema(live: BatchOutput, settings: Set
     assert_valid(TOPICS.windows, windows)
     assert {w["window"]["kind"] for w in windows} == {"tumbling", "hopping"}
     assert any(w["flag_rates"] for w in windows)
+
+
+def test_late_records_match_the_schema(live: BatchOutput, settings: Settings) -> None:
+    """Every enriched record once more, after its windows closed: each one is late."""
+    def at(record: dict[str, Any], offset: int, **changes: Any) -> dict[str, Any]:
+        return {**record, **changes, "source": {**record["source"], "partition": 0,
+                                                 "offset": offset}}
+    enriched = values(live.enriched)
+    aggregator = WindowAggregator({}, window_kinds(settings), grace_ms=0)
+    for i, record in enumerate(enriched):
+        aggregator.update(record["group"], at(record, i), 0)
+    aggregator.update(enriched[0]["group"], at(enriched[0], 10**6, event_time_ms=10**13), 0)
+    late = [aggregator.prepare(r["group"], at(r, 10**6 + i), 0).late
+            for i, r in enumerate(enriched, 1)]
+    assert all(x is not None for x in late)
+    assert_valid(TOPICS.late, [x for x in late if x is not None])
 
 
 def test_closed_model_eval_windows_match_the_schema(live: BatchOutput,

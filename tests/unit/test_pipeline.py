@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import pytest
 
-from stream.core.enrich import Enricher, Enrichment
-from stream.core.outputs import DLQ_UTF8_MAX_BYTES, Record, serialise
+from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
+from stream.core.enrich import Enricher, Enrichment, ModelTimings
+from stream.core.outputs import (
+    DLQ_HEAD_BYTES,
+    DLQ_ORIGINAL_MAX_BYTES,
+    DLQ_UTF8_MAX_BYTES,
+    Record,
+    serialise,
+)
 from stream.core.pipeline import Pipeline, dead_letter, process_batch
 from stream.core.records import ContentEvent, Position, RawMessage
 from stream.errors import Rejection, RejectReason
@@ -53,6 +62,27 @@ def test_one_output_per_input_with_source_positions(pipeline: Pipeline) -> None:
                for s in signals[:2])
 
 
+def test_batch_stats_count_what_the_records_say(pipeline: Pipeline) -> None:
+    """The plain data the worker turns into metrics agrees with the records of the batch."""
+    values = [event(0), b"not json", event(2, content_type="movie"),
+              orjson.dumps({"event_id": "e-3", "event_type": "comment.created",
+                            "content_id": "c-3", "content_type": "comment",
+                            "event_time": "2026-01-05T10:00:00Z",
+                            "text": "WIN a FREE iPhone!!! click bit.ly/free now"})]
+    out = process_batch(pipeline, [message(i, v) for i, v in enumerate(values)])
+    signals = [wire(r) for r in out.signals]
+    assert out.stats.dead_letters == {"invalid_json": 1, "schema_violation": 1}
+    expected_labels = Counter((task, s["model"], s["label"])
+                              for signal in signals for task, s in signal["signals"].items())
+    assert out.stats.labels == expected_labels
+    assert out.stats.flags == Counter(f for signal in signals for f in signal["flags"])
+    versions = pipeline.enricher.versions
+    assert set(out.stats.model_seconds) == {(task, versions[task]) for task, _, _ in
+                                            expected_labels} | {("embedding",
+                                                                 versions["embedding"])}
+    assert all(seconds > 0 for seconds in out.stats.model_seconds.values())
+
+
 def test_signal_values_are_deterministic_apart_from_processing(pipeline: Pipeline) -> None:
     batch = [message(i, event(i)) for i in range(4)]
     first, second = process_batch(pipeline, batch), process_batch(pipeline, batch)
@@ -72,10 +102,11 @@ class PoisonedEnricher:
         self.real, self.poison = real, poison
         self.versions = real.versions
 
-    def enrich(self, events: Sequence[ContentEvent]) -> list[Enrichment]:
+    def enrich(self, events: Sequence[ContentEvent],
+               timings: ModelTimings | None = None) -> list[Enrichment]:
         if any(e.event_id in self.poison for e in events):
             raise RuntimeError("model failed on this input")
-        return self.real.enrich(events)
+        return self.real.enrich(events, timings)
 
 
 def test_an_event_that_breaks_a_model_is_dead_lettered_alone(pipeline: Pipeline) -> None:
@@ -87,6 +118,7 @@ def test_an_event_that_breaks_a_model_is_dead_lettered_alone(pipeline: Pipeline)
     assert letter["error"]["class"] == "processing_error"
     assert letter["source"]["offset"] == 1
     assert "model failed on this input" in letter["error"]["message"]
+    assert out.stats.dead_letters == {"processing_error": 1}
 
 
 def test_a_broken_model_stops_the_batch_instead_of_dead_lettering_everything(
@@ -110,3 +142,30 @@ def test_a_dead_letter_keeps_the_bytes_whole_and_a_readable_copy_when_small(
     letter = wire(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
     assert base64.b64decode(letter["original"]["value_b64"]) == value
     assert letter["original"]["value_utf8"] == readable
+
+
+@pytest.mark.parametrize("size", [DLQ_ORIGINAL_MAX_BYTES + 1, 24 * 1024 * 1024])
+def test_an_original_too_large_to_copy_leaves_a_dead_letter_that_fits_and_finds_it(
+        size: int) -> None:
+    """A dead letter must always be writable (else the enrich agent would fail on the same
+    offset forever): above 2 MiB it carries size, sha256, first bytes and the source position."""
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    message = RawMessage(value=value, position=Position("content.events.v1", 3, 77), key=b"k")
+    out = serialise(dead_letter(message, Rejection(RejectReason.TOO_LARGE, "big")))
+    assert len(out.value) < DLQ_MAX_MESSAGE_BYTES // 2
+    letter = orjson.loads(out.value)
+    assert letter["original"]["value_b64"] is None and letter["original"]["value_utf8"] is None
+    oversized = letter["original"]["oversized"]
+    assert oversized["size_bytes"] == size
+    assert oversized["sha256"] == hashlib.sha256(value).hexdigest()
+    assert base64.b64decode(oversized["head_b64"]) == value[:DLQ_HEAD_BYTES]
+    assert (letter["source"]["partition"], letter["source"]["offset"]) == (3, 77)
+    assert out.key == b"k"
+
+
+def test_an_original_of_exactly_the_limit_is_still_copied_whole() -> None:
+    value = b"y" * DLQ_ORIGINAL_MAX_BYTES
+    letter = wire(dead_letter(RawMessage(value, Position("t", 0, 0)),
+                              Rejection(RejectReason.TOO_LARGE, "big")))
+    assert base64.b64decode(letter["original"]["value_b64"]) == value
+    assert "oversized" not in letter["original"]

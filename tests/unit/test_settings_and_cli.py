@@ -42,13 +42,13 @@ def test_topic_prefix_applies_to_every_topic() -> None:
     ("env", "fragment"),
     [
         ({"SIGNALS_BATCH_MAX_SIZE": "many"}, "SIGNALS_BATCH_MAX_SIZE='many' is not a number"),
-        ({"SIGNALS_PARTITIONS": "0"}, "partitions=0; it must be >= 1"),
+        ({"SIGNALS_PARTITIONS": "0"}, "SIGNALS_PARTITIONS=0; it must be >= 1"),
         ({"SIGNALS_INCLUDE_EMBEDDING": "maybe"}, "use true or false"),
         ({"SIGNALS_SECURITY_PROTOCOL": "TLS"}, "use one of"),
         ({"SIGNALS_SECURITY_PROTOCOL": "SASL_SSL"}, "SIGNALS_SASL_USERNAME"),
         ({"SIGNALS_HOPPING_WINDOW_S": "300", "SIGNALS_HOPPING_STEP_S": "70"}, "not a multiple"),
-        ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "connect_timeout_s=0.0; must be > 0"),
-        ({"SIGNALS_SIMILARITY_INDEX": "faiss"}, "similarity_index='faiss'; use one of"),
+        ({"SIGNALS_CONNECT_TIMEOUT_S": "0"}, "SIGNALS_CONNECT_TIMEOUT_S=0.0; it must be > 0"),
+        ({"SIGNALS_SIMILARITY_INDEX": "faiss"}, "SIGNALS_SIMILARITY_INDEX='faiss'; use one of"),
         ({"SIGNALS_SIMILARITY_INDEX": "pgvector"}, "needs SIGNALS_SIMILARITY_DSN"),
         ({"SIGNALS_NEAR_DUPLICATE_THRESHOLD": "1.5"}, "a cosine in [-1, 1]"),
         ({"SIGNALS_SIMILARITY_TABLE": "x; drop"}, "use letters, digits and _"),
@@ -79,7 +79,7 @@ def test_cli_reports_config_errors_without_a_traceback(
     monkeypatch.setenv("SIGNALS_LOG_FORMAT", "xml")
     assert main(["tail", "content.signals.v1"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: log_format='xml'")
+    assert err.startswith("error: SIGNALS_LOG_FORMAT='xml'")
     assert "Traceback" not in err
 
 

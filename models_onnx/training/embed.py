@@ -13,7 +13,7 @@ sha256, the encoder version and sha256, the variant and the row count. A cache w
 not match the current file and encoder is recomputed.
 
 Usage (from the repository root):
-    .venv/bin/python models_onnx/scripts/embed_corpora.py [--data-dir DIR] [FILE ...]
+    .venv/bin/python -m models_onnx.training.embed [--data-dir DIR] [FILE ...]
 """
 
 from __future__ import annotations
@@ -30,21 +30,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from stream.models.encoder import TextEncoder  # noqa: E402
-from stream.models.manifest import load_manifest  # noqa: E402
-from stream.models.onnx_session import sha256_of as sha256_file  # noqa: E402
-from stream.settings import Settings  # noqa: E402
+from models_onnx.training.common import DATA_DIR, Array, Row
+from stream.models.encoder import TextEncoder
+from stream.models.manifest import load_manifest
+from stream.models.onnx_session import sha256_of as sha256_file
+from stream.settings import Settings
 
 CACHE_DIR = Path("/tmp/cs-emb")
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "datasets"
 LINGUA_FILE = "language_lingua.jsonl"
 LINGUA_LANGS = ("en", "de", "fr", "es", "nl", "it", "pt", "tl")
 LINGUA_PER_LANG = 150
 CHUNK = 512
-
-Row = dict[str, Any]
 
 
 def join_fields(*parts: str) -> str:
@@ -117,7 +113,7 @@ class EmbeddingCache:
         stem = path.stem if variant == "default" else f"{path.stem}.{variant}"
         return self.cache_dir / f"{stem}.npy", self.cache_dir / f"{stem}.json"
 
-    def get(self, path: Path, variant: str = "default") -> np.ndarray:
+    def get(self, path: Path, variant: str = "default") -> Array:
         """float32 [rows, 384] for every row of `path`, in file order."""
         rows = load_rows(path)
         npy, meta = self.paths(path, variant)
@@ -125,10 +121,10 @@ class EmbeddingCache:
         return self.cached(npy, meta, want, lambda: [VARIANTS[variant](r) for r in rows])
 
     def cached(self, npy: Path, meta: Path, want: dict[str, Any],
-               texts: Callable[[], list[str]]) -> np.ndarray:
+               texts: Callable[[], list[str]]) -> Array:
         """The array at `npy` if its record equals `want`, else encode `texts()` and store."""
         if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == want:
-            stored: np.ndarray = np.load(npy)
+            stored: Array = np.load(npy)
             return stored
         vectors = self.encode(texts(), label=npy.name)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +132,7 @@ class EmbeddingCache:
         meta.write_text(json.dumps(want, indent=1) + "\n")
         return vectors
 
-    def encode(self, texts: Sequence[str], label: str) -> np.ndarray:
+    def encode(self, texts: Sequence[str], label: str) -> Array:
         """Encode in chunks, printing progress."""
         started = time.monotonic()
         out = []
@@ -147,7 +143,7 @@ class EmbeddingCache:
             print(f"  {label}: {done}/{len(texts)} ({rate:.0f}/s)", flush=True)
         return np.concatenate(out) if out else np.zeros((0, self.encoder.dim), np.float32)
 
-    def lingua(self, data_dir: Path) -> tuple[list[Row], np.ndarray]:
+    def lingua(self, data_dir: Path) -> tuple[list[Row], Array]:
         """The fixed multilingual probe sample and its embeddings (variant 'sample')."""
         path = data_dir / LINGUA_FILE
         rows = load_rows(path)
@@ -181,8 +177,8 @@ CORPORA: dict[str, tuple[str, ...]] = {
 
 def main() -> int:
     """Embed every corpus the heads use (or the named ones) plus the lingua probe sample."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("files", nargs="*", help="file names (default: all the heads use)")

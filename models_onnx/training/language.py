@@ -8,7 +8,8 @@ softmax temperature fitted on an inner development split. At inference it is lin
 
 which the ONNX graph computes as Gather -> ReduceSum -> Mul(row_scale) -> Add(b) -> Softmax.
 
-Protocol (all splits by a hash of the row id, stratified per label, fixed before tuning):
+Protocol (all splits by a hash of the row id, stratified per label, fixed before tuning; the
+hash order of `models_onnx.training.splits.hash_order` with this model's own salt):
   * held-back validation: per label, the rows with the smallest sha256(f"{salt}:val:{id}")
     (20 %); reported in metrics.json, never used for choices;
   * the remaining training portion is split the same way (salt ":dev:") into fit / dev;
@@ -16,13 +17,12 @@ Protocol (all splits by a hash of the row id, stratified per label, fixed before
   * the final model is refitted on the whole training portion with those choices.
 
 Usage (from the repository root):
-    .venv/bin/python models_onnx/scripts/train_language.py [--data PATH] [--out DIR]
+    .venv/bin/python -m models_onnx.training.language [--data PATH] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -34,16 +34,16 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-import orjson
 import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.naive_bayes import MultinomialNB
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from stream.models.langid_features import char_ngram_ids  # noqa: E402
-from stream.models.onnx_session import sha256_of as sha256_file  # noqa: E402
+from models_onnx.training.common import DATA_DIR, LANGID_DIR, Array
+from models_onnx.training.embed import load_rows
+from models_onnx.training.splits import hash_order
+from stream.evaluation import metrics as m
+from stream.models.langid_features import char_ngram_ids
+from stream.models.onnx_session import sha256_of as sha256_file
 
 VERSION = "langid-charngram-v1"
 SEED = 0
@@ -57,26 +57,19 @@ GRID_ALPHA = (3e-5, 1e-4, 3e-4, 1e-3)
 MIN_GAIN = 0.001  # a larger configuration must beat a smaller one by this dev accuracy
 BATCH = 2048
 OPSET = 17
-
-
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    """All JSON lines of the data file."""
-    with path.open("rb") as handle:
-        return [orjson.loads(line) for line in handle if line.strip()]
+# The producer name inside the ONNX file, kept from before the move to models_onnx.training so
+# that a retrain still writes a byte-identical file.
+PRODUCER = "content-signals/train_language.py"
 
 
 def stratified_split(
     rows: Sequence[dict[str, Any]], idx: Sequence[int], tag: str, fraction: float
 ) -> tuple[list[int], list[int]]:
     """Split row indices into (rest, held) per label by sha256 of salt, tag and id."""
-    by_label: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for i in idx:
-        key = hashlib.sha256(f"{SPLIT_SALT}:{tag}:{rows[i]['id']}".encode()).hexdigest()
-        by_label[rows[i]["label"]].append((key, i))
+    order = hash_order(((i, rows[i]["label"], f"{tag}:{rows[i]['id']}") for i in idx), SPLIT_SALT)
     held: set[int] = set()
-    for members in by_label.values():
-        members.sort()
-        held.update(i for _, i in members[: round(fraction * len(members))])
+    for members in order.values():
+        held.update(members[: round(fraction * len(members))])
     return [i for i in idx if i not in held], sorted(held)
 
 
@@ -104,7 +97,7 @@ def featurise(texts: Sequence[str], n_buckets: int, ngram_max: int) -> sp.csr_ma
     return sp.vstack(blocks, format="csr")
 
 
-def fit_temperature(model: MultinomialNB, x_dev: sp.csr_matrix, y_dev: np.ndarray) -> float:
+def fit_temperature(model: MultinomialNB, x_dev: sp.csr_matrix, y_dev: Array) -> float:
     """Softmax temperature tau minimising dev log-loss (log-grid, then refined)."""
     scores = np.asarray(x_dev @ model.feature_log_prob_.T)
     scores -= scores.mean(axis=1, keepdims=True)
@@ -121,7 +114,7 @@ def fit_temperature(model: MultinomialNB, x_dev: sp.csr_matrix, y_dev: np.ndarra
     return float(fine[int(np.argmin([nll(t) for t in fine]))])
 
 
-def tune(texts: list[str], y: np.ndarray, split: dict[str, list[int]]) -> dict[str, Any]:
+def tune(texts: list[str], y: Array, split: dict[str, list[int]]) -> dict[str, Any]:
     """Grid search on fit/dev; returns the chosen hyper-parameters and the grid.
 
     Each (n_buckets, ngram_max) gets its best alpha; the cheapest configuration (grid
@@ -136,7 +129,7 @@ def tune(texts: list[str], y: np.ndarray, split: dict[str, list[int]]) -> dict[s
             best: tuple[float, dict[str, Any], MultinomialNB, sp.csr_matrix] | None = None
             for alpha in GRID_ALPHA:
                 model = MultinomialNB(alpha=alpha).fit(x_fit, y[split["fit"]])
-                acc = float(accuracy_score(y[split["dev"]], model.predict(x_dev)))
+                acc = float((model.predict(x_dev) == y[split["dev"]]).mean())
                 cell = {"n_buckets": n_buckets, "ngram_max": ngram_max, "alpha": alpha,
                         "dev_accuracy": round(acc, 5)}
                 grid.append(cell)
@@ -151,7 +144,7 @@ def tune(texts: list[str], y: np.ndarray, split: dict[str, list[int]]) -> dict[s
     return {"chosen": dict(cell, dev_accuracy=acc, tau=tau), "grid": grid}
 
 
-def export_weights(model: MultinomialNB, tau: float) -> tuple[np.ndarray, np.ndarray]:
+def export_weights(model: MultinomialNB, tau: float) -> tuple[Array, Array]:
     """fp16 table [n_buckets + 1, n_labels] (row 0 = padding = 0) and fp32 bias."""
     log_prob = model.feature_log_prob_.T.copy()  # [n_buckets + 1, n_labels]
     log_prob -= log_prob.mean(axis=1, keepdims=True)  # softmax-invariant, keeps fp16 precise
@@ -160,7 +153,7 @@ def export_weights(model: MultinomialNB, tau: float) -> tuple[np.ndarray, np.nda
     return table, model.class_log_prior_.astype(np.float32)
 
 
-def build_onnx(table: np.ndarray, bias: np.ndarray, meta: dict[str, str]) -> onnx.ModelProto:
+def build_onnx(table: Array, bias: Array, meta: dict[str, str]) -> onnx.ModelProto:
     """Gather -> ReduceSum -> Mul(row_scale) -> Add(bias) -> Softmax graph."""
     n_labels = table.shape[1]
     axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "reduce_axes")
@@ -183,13 +176,13 @@ def build_onnx(table: np.ndarray, bias: np.ndarray, meta: dict[str, str]) -> onn
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
-    model.producer_name = "content-signals/train_language.py"
+    model.producer_name = PRODUCER
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     return model
 
 
-def onnx_probabilities(path: Path, texts: Sequence[str], features: dict[str, int]) -> np.ndarray:
+def onnx_probabilities(path: Path, texts: Sequence[str], features: dict[str, int]) -> Array:
     """Run the exported model over texts in batches (the runtime code path)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -201,40 +194,39 @@ def onnx_probabilities(path: Path, texts: Sequence[str], features: dict[str, int
     return np.concatenate(out)
 
 
-def label_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-label precision/recall/F1/support."""
-    idx = list(range(len(labels)))
-    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=idx,
-                                                         zero_division=0)
+def label_metrics(y_true: Array, y_pred: Array, labels: list[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 (over every label) and per-label precision/recall/F1/support, by the
+    runtime's metrics."""
+    counts = m.counts_from_confusion(m.confusion_matrix(y_true, y_pred, len(labels)))
+    prec, rec, f1 = m.precision_recall_f1(counts)
     confusions: dict[str, int] = defaultdict(int)
     for t, p in zip(y_true, y_pred, strict=True):
         if t != p:
             confusions[f"{labels[t]}->{labels[p]}"] += 1
     return {
         "n": len(y_true),
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 5),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=idx, average="macro")), 5),
+        "accuracy": round(float((y_true == y_pred).mean()), 5),
+        "macro_f1": round(float(f1.mean()), 5),
         "per_label": {
             lab: {"precision": round(float(prec[j]), 4), "recall": round(float(rec[j]), 4),
-                  "f1": round(float(f1[j]), 4), "support": int(sup[j])}
+                  "f1": round(float(f1[j]), 4), "support": int(counts.support[j])}
             for j, lab in enumerate(labels)
         },
         "top_confusions": dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:20]),
     }
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="Train and export " + VERSION)
-    parser.add_argument("--data", type=Path,
-                        default=REPO.parent / "shared/datasets/language_lingua.jsonl")
-    parser.add_argument("--out", type=Path, default=REPO / "models_onnx/language")
-    return parser.parse_args()
+    parser.add_argument("--data", type=Path, default=DATA_DIR / "language_lingua.jsonl")
+    parser.add_argument("--out", type=Path, default=LANGID_DIR)
+    return parser.parse_args(argv)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Tune, fit, export, verify and write metrics."""
-    args = parse_args()
+    args = parse_args(argv)
     started = time.process_time()
     rows = load_rows(args.data)
     labels = sorted({r["label"] for r in rows})
@@ -263,8 +255,8 @@ def main() -> int:
     return 0 if report["onnx_check"]["passed"] else 1
 
 
-def evaluate(model: MultinomialNB, table: np.ndarray, bias: np.ndarray, tau: float,
-             onnx_path: Path, texts: list[str], y: np.ndarray, split: dict[str, list[int]],
+def evaluate(model: MultinomialNB, table: Array, bias: Array, tau: float,
+             onnx_path: Path, texts: list[str], y: Array, split: dict[str, list[int]],
              labels: list[str], features: dict[str, int]) -> dict[str, Any]:
     """Validation metrics plus the ONNX-vs-scikit-learn equivalence check."""
     val_texts = [texts[i] for i in split["val"]]

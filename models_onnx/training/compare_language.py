@@ -1,6 +1,6 @@
 """Compare langid-charngram-v1 with py3langid and pycld2 on the held-back validation split.
 
-The split is the one ``train_language.py`` holds back (same function). Accuracy and
+The split is the one `models_onnx.training.language` holds back (same function). Accuracy and
 macro-F1 are reported two ways for every tool:
 
   * ``all_rows``: every validation row; a row whose label the tool cannot output counts as
@@ -22,7 +22,9 @@ one text at a time, featurisation included; also in batches of texts sorted by l
 (less padding), as a caller that groups texts by length would see it.
 
 Usage (from the repository root):
-    .venv/bin/python models_onnx/scripts/compare_language.py [--data PATH] [--out FILE]
+    .venv/bin/python -m models_onnx.training.compare_language [--data PATH] [--out FILE]
+
+(needs py3langid and pycld2 besides the training packages)
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ import onnxruntime as ort
 import py3langid
 import py3langid.langid
 import pycld2
-from sklearn.metrics import accuracy_score, f1_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_language as tl
-
+from models_onnx.training import language as tl
+from models_onnx.training.common import DATA_DIR, LANGID_DIR
+from models_onnx.training.embed import load_rows
+from stream.evaluation import metrics as m
 from stream.models.langid_features import char_ngram_ids
+from stream.models.onnx_session import sha256_of
 
 ALIASES = {"no": "nb", "iw": "he", "zh-Hant": "zh", "sr-ME": "sr"}
 UNKNOWN = "un"
@@ -103,11 +106,17 @@ def pycld2_predict(texts: Sequence[str], batch: int = 1) -> list[str]:
 
 
 def scores(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the given label set (other predictions are errors)."""
+    """Accuracy and macro-F1 over the given label set (other predictions are errors), by the
+    runtime's metrics: every code outside `labels` is one extra, unscored label."""
+    index = {label: j for j, label in enumerate(labels)}
+    other = len(labels)
+    g, p = (np.array([index.get(c, other) for c in codes], dtype=np.int64)
+            for codes in (gold, pred))
+    f1 = m.precision_recall_f1(m.counts_from_confusion(m.confusion_matrix(g, p, other + 1)))[2]
     return {"n": len(gold),
-            "accuracy": round(float(accuracy_score(gold, pred)), 5),
-            "macro_f1": round(float(f1_score(gold, pred, labels=list(labels), average="macro",
-                                             zero_division=0)), 5)}
+            "accuracy": round(float(np.mean([a == b for a, b in zip(gold, pred, strict=True)])),
+                              5),
+            "macro_f1": round(float(f1[:other].mean()), 5)}
 
 
 def throughput(predict: Callable[[Sequence[str], int], list[str]], texts: Sequence[str],
@@ -146,25 +155,24 @@ def evaluate_tool(name: str, pred: list[str], ours: list[str], gold: list[str],
     }
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run all tools on the validation split and write comparison.json."""
     parser = argparse.ArgumentParser(description="Compare language identifiers")
-    parser.add_argument("--data", type=Path,
-                        default=tl.REPO.parent / "shared/datasets/language_lingua.jsonl")
-    parser.add_argument("--model-dir", type=Path, default=tl.REPO / "models_onnx/language")
-    parser.add_argument("--out", type=Path,
-                        default=tl.REPO / "models_onnx/language/comparison.json")
-    args = parser.parse_args()
+    parser.add_argument("--data", type=Path, default=DATA_DIR / "language_lingua.jsonl")
+    parser.add_argument("--model-dir", type=Path, default=LANGID_DIR)
+    parser.add_argument("--out", type=Path, default=LANGID_DIR / "comparison.json")
+    args = parser.parse_args(argv)
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    rows = tl.load_rows(args.data)
+    rows = load_rows(args.data)
     val = tl.split_rows(rows)["val"]
     texts = [rows[i]["text"] for i in val]
     gold = [rows[i]["label"] for i in val]
     labels = json.loads((args.model_dir / "labels.json").read_text())
     ours = make_ours(args.model_dir)
     result = compare(ours, texts, gold, labels)
-    result["setup"] = {"data_sha256": tl.sha256_file(args.data), "split": "val of "
-                       "train_language.split_rows", "aliases": ALIASES, "cpu_cores": 1,
+    result["setup"] = {"data_sha256": sha256_of(args.data),
+                       "split": "val of models_onnx.training.language.split_rows",
+                       "aliases": ALIASES, "cpu_cores": 1,
                        "versions": {"py3langid": version("py3langid"), "pycld2": version("pycld2"),
                                     "onnxruntime": ort.__version__}}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
