@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
 import structlog
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
 from stream.connectors.security import faust_credentials
@@ -42,6 +41,7 @@ from stream.worker.health import Health
 from stream.worker.logs import log_batch
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
+from stream.worker.transport import WorkerTransport
 
 log = structlog.get_logger("stream.worker.app")
 
@@ -67,7 +67,7 @@ class SignalsApp:
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
-    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    app.transport = WorkerTransport(app.conf.broker_consumer, app)
     metrics, health = WorkerMetrics.create(), Health()
     health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
@@ -227,20 +227,6 @@ def _flushing(app: faust.App) -> Callable[[], Awaitable[None]]:
 
 async def _nothing() -> None:
     return None
-
-
-class IdempotentProducer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer with ``enable.idempotence``: a retried batch is written once
-    and batches stay in order even when a retry follows a failure. Faust turns it on only with
-    ``processing_guarantee="exactly_once"``, which we do not use (README "Windows")."""
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        extra: Mapping[str, Any] = super()._settings_extra()
-        return {**extra, "acks": "all", "enable_idempotence": True}
-
-
-class IdempotentTransport(faust_aiokafka.Transport):
-    Producer = IdempotentProducer
 
 
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:
