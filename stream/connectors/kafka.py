@@ -8,7 +8,6 @@ client is created after `probe.check_connection`, so a refused login or TLS hand
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -68,11 +67,11 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                 raise BrokerError(f"topic {name} has {count} partitions, the pipeline is "
                                   f"configured for {settings.partitions} (SIGNALS_PARTITIONS)")
         missing = [n for n in names if n not in existing]
-        create_topics(admin, settings, missing, dead_letters=settings.topics.dlq,
-                      compacted=compacted_topics(settings))
-        if settings.topics.dlq in existing:
+        existed = create_topics(admin, settings, missing, dead_letters=settings.topics.dlq,
+                                compacted=compacted_topics(settings))
+        if settings.topics.dlq in existing or settings.topics.dlq in existed:
             warn_on_a_small_dead_letter_limit(admin, settings.topics.dlq)
-        return missing
+        return [n for n in missing if n not in existed]
     finally:
         admin.close()
 
@@ -101,25 +100,30 @@ def compacted_topics(settings: Settings) -> frozenset[str]:
 
 
 def create_topics(admin: KafkaAdminClient, settings: Settings, names: Iterable[str], *,
-                  dead_letters: str, compacted: frozenset[str] = frozenset()) -> None:
+                  dead_letters: str, compacted: frozenset[str] = frozenset()) -> list[str]:
     """Create topics with the configured partitions; the dead-letter topic takes messages up to
     `DLQ_MAX_MESSAGE_BYTES`, so the dead letter of a message the input topic accepted (its bytes
     as base64 plus the reason) fits, even where the input topic's own 1 MB limit would not.
-    `compacted` topics keep the latest value per key (``content.embeddings.v1``)."""
+    `compacted` topics keep the latest value per key (``content.embeddings.v1``). Returns the
+    names that turned out to exist already (created meanwhile, or not yet listed by the broker
+    the listing came from)."""
+    existed = []
     for name in names:
         configs = {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)} if name == dead_letters else {}
         if name in compacted:
             configs["cleanup.policy"] = "compact"
         try:
-            with contextlib.suppress(TopicAlreadyExistsError):   # created meanwhile: fine
-                admin.create_topics([NewTopic(name, settings.partitions,
-                                              settings.replication_factor, topic_configs=configs)])
+            admin.create_topics([NewTopic(name, settings.partitions,
+                                          settings.replication_factor, topic_configs=configs)])
+        except TopicAlreadyExistsError:
+            existed.append(name)
         except InvalidReplicationFactorError as exc:
             brokers = len(admin.describe_cluster().get("brokers", []))
             raise BrokerError(
                 f"cannot create topic {name}: SIGNALS_REPLICATION_FACTOR="
                 f"{settings.replication_factor} but the cluster has {brokers} broker(s); set "
                 f"SIGNALS_REPLICATION_FACTOR to at most {brokers}") from exc
+    return existed
 
 
 def ensure_topic(settings: Settings, topic: str) -> bool:
@@ -129,8 +133,7 @@ def ensure_topic(settings: Settings, topic: str) -> bool:
     try:
         if topic in set(admin.list_topics()):
             return False
-        create_topics(admin, settings, [topic], dead_letters=settings.topics.dlq)
-        return True
+        return not create_topics(admin, settings, [topic], dead_letters=settings.topics.dlq)
     except InvalidTopicError as exc:
         raise BrokerError(f"{topic!r} is not a valid topic name: use letters, digits, '.', '_' "
                           "and '-', at most 249 characters") from exc

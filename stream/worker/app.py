@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
 import structlog
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES
+from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES, compacted_topics
 from stream.connectors.security import faust_credentials
 from stream.core.outputs import EmbeddingRecord, Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
@@ -52,6 +51,7 @@ from stream.worker.health import Health
 from stream.worker.logs import log_batch
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
+from stream.worker.transport import WorkerTransport
 
 log = structlog.get_logger("stream.worker.app")
 
@@ -79,7 +79,8 @@ class SignalsApp:
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
     """Build the app; agent tests pass a `ListSink` and drive agents with `test_context()`."""
     app = faust.App(settings.app_id, **faust_options(settings))
-    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    app.transport = transport = WorkerTransport(app.conf.broker_consumer, app)
+    transport.compacted = compacted_topics(settings)
     metrics, health = WorkerMetrics.create(), Health()
     health_signals.connect(app, health, metrics)
     topics = declare_topics(app, settings)
@@ -94,40 +95,56 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                                               within=settings.batch_max_wait_s):
             await enrich_batch(pipeline, sink, names, metrics, batch)
 
-    late_topic = names.late if settings.send_late_records else None
+    signal_windows = WindowOutput(
+        "aggregate", names.windows, "group", "window_closed",
+        late_topic=names.late if settings.send_late_records else None, report_late=True)
+    eval_windows = WindowOutput("model_eval", names.model_eval, "task",
+                                "model_eval_window_closed", logged=("agreement_rate",))
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
-            record = orjson.loads(event.value)
-            late_before = aggregator.late_records
-            step = aggregator.prepare(record["group"], record, event.message.partition)
-            metrics.observe_windows("aggregate", step.closed,
-                                    aggregator.late_records - late_before)
-            sent = await send_late(sink, late_topic, step.late)
-            await send_closed(sink, names.windows, "group", step.closed, "window_closed")
-            if sent or step.closed:
-                await durable()
-            aggregator.settle(step)
+            await fold_one(aggregator, signal_windows, orjson.loads(event.value),
+                           event.message.partition, sink, metrics, durable)
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
-            record = orjson.loads(event.value)
-            late_before = eval_aggregator.late_records
-            step = eval_aggregator.prepare(record["task"], record, event.message.partition)
-            metrics.observe_windows("model_eval", step.closed,
-                                    eval_aggregator.late_records - late_before)
-            await send_closed(sink, names.model_eval, "task", step.closed,
-                              "model_eval_window_closed", "agreement_rate")
-            if step.closed:
-                await durable()
-            eval_aggregator.settle(step)
+            await fold_one(eval_aggregator, eval_windows, orjson.loads(event.value),
+                           event.message.partition, sink, metrics, durable)
 
     index = open_index(settings)
     index_stage = similarity_agent(app, topics[names.embeddings], settings, index, sink)
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
                       metrics, health, index_stage, index)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOutput:
+    """What one window agent does with a closed window: its topic, key field and log event."""
+
+    agent: str
+    topic: str
+    key: str
+    event: str
+    logged: tuple[str, ...] = ()
+    late_topic: str | None = None
+    report_late: bool = False   # log late records (and send them when `late_topic` is set)
+
+
+async def fold_one(aggregator: WindowAggregator, out: WindowOutput, record: dict[str, Any],
+                   partition: int, sink: Sink, metrics: WorkerMetrics,
+                   durable: Callable[[], Awaitable[None]]) -> None:
+    """Fold one record; send what it closed (and its late report); make that durable on the
+    broker, and only then let the aggregator forget the closed windows (`settle`)."""
+    late_before = aggregator.late_records
+    step = aggregator.prepare(record[out.key], record, partition)
+    metrics.observe_windows(out.agent, step.closed, aggregator.late_records - late_before)
+    sent = await send_late(sink, out.late_topic, step.late) if out.report_late else False
+    await send_closed(sink, out.topic, out.key, step.closed, out.event, *out.logged)
+    if sent or step.closed:
+        await durable()
+    aggregator.settle(step)
 
 
 def window_aggregators(app: faust.App,
@@ -282,20 +299,6 @@ def _flushing(app: faust.App) -> Callable[[], Awaitable[None]]:
 
 async def _nothing() -> None:
     return None
-
-
-class IdempotentProducer(faust_aiokafka.Producer):
-    """Faust's aiokafka producer with ``enable.idempotence``: a retried batch is written once
-    and batches stay in order even when a retry follows a failure. Faust turns it on only with
-    ``processing_guarantee="exactly_once"``, which we do not use (README "Windows")."""
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        extra: Mapping[str, Any] = super()._settings_extra()
-        return {**extra, "acks": "all", "enable_idempotence": True}
-
-
-class IdempotentTransport(faust_aiokafka.Transport):
-    Producer = IdempotentProducer
 
 
 def _invalidate_on_recover(aggregator: WindowAggregator) -> Any:

@@ -178,3 +178,25 @@ def collect(settings: Settings, topics: list[str], *, until: Callable[[dict[str,
 
 def values(records: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in records]
+
+
+def records_on(settings: Settings, topic: str) -> int:
+    """How many records `topic` holds (the sum of its end offsets: never truncated, no markers)."""
+    from kafka import TopicPartition
+
+    client = consumer(settings)
+    try:
+        parts = [TopicPartition(topic, p) for p in client.partitions_for_topic(topic) or ()]
+        return sum(client.end_offsets(parts).values())
+    finally:
+        client.close()
+
+
+def read_all(settings: Settings, topic: str, seen: dict[str, list[Any]],
+             timeout_s: float = 30) -> None:
+    """Complete ``seen[topic]`` up to the records the topic holds now (a `collect` that stopped
+    on other topics may not have read all of this one yet)."""
+    total = records_on(settings, topic)
+    if len(seen[topic]) < total:
+        seen[topic] = collect(settings, [topic], until=lambda s: len(s[topic]) >= total,
+                              timeout_s=timeout_s)[topic]

@@ -1,0 +1,84 @@
+"""Faust's aiokafka transport with the three changes the worker's guarantees need.
+
+* **Idempotent producer** (``enable.idempotence``, ``acks=all``): a retried batch is written once
+  and batches stay in order even when a retry follows a failure. Faust turns it on only with
+  ``processing_guarantee="exactly_once"``, which we do not use (README "Windows").
+* **A producer buffer whose flush drains it.** Table writes (the window state's changelog) go
+  through Faust's `ProducerBuffer`; Faust flushes it before it commits offsets, but its flush
+  returns after 0.1 s without a send, and while the last message taken from the queue is still on
+  its way into the client. An offset of ``content.enriched.v1`` could then be committed before
+  the window state that folded it was on the broker: after a crash the restored table lacks
+  the fold and the record is not read again (a window one short, found by the crash test).
+  `DrainingBuffer.flush` returns only when the queue is empty and nothing is in flight.
+* **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
+  (compaction, transaction markers) and commits past it. Our input topics are not compacted and
+  not transactional, so a jump there means records were fetched and not delivered; the consumer
+  logs ``offset_gap`` (topic, partition, range), so an operator sees what Faust would otherwise
+  skip silently. The compacted topics (``content.embeddings.v1``) have gaps by design: not
+  logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+
+log = structlog.get_logger("stream.worker.transport")
+
+
+class DrainingBuffer(ProducerBuffer):
+    """Faust's producer buffer, but `flush` waits until every message reached the client."""
+
+    in_flight = 0
+
+    async def _send_pending(self, fut: Any) -> None:
+        self.in_flight += 1     # before the first await: the message left the queue just now
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self.in_flight -= 1
+
+    async def flush(self) -> None:
+        while self.size or self.in_flight:
+            await self.flush_atmost(None)   # returns after 0.1 s without progress: go round
+            if self.in_flight and not self.size:
+                await asyncio.sleep(0.001)
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """The aiokafka producer, idempotent, with a `DrainingBuffer`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        buffer = DrainingBuffer(loop=self.loop, beacon=self.beacon)
+        buffer.app = self.app
+        buffer.threaded_producer = self.threaded_producer
+        self.buffer = buffer
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra: Mapping[str, Any] = super()._settings_extra()
+        return {**extra, "acks": "all", "enable_idempotence": True}
+
+
+class GapReportingConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer; every offset gap it is about to commit past is logged."""
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic not in getattr(self.transport, "compacted", frozenset()):
+            log.warning("offset_gap", topic=tp.topic, partition=tp.partition,
+                        first=offset_from, last=offset_to)
+        await super()._add_gap(tp, offset_from, offset_to)
+
+
+class WorkerTransport(faust_aiokafka.Transport):
+    """The transport of `stream.worker.app`; `compacted` names the topics with gaps by design."""
+
+    Producer = IdempotentProducer
+    Consumer = GapReportingConsumer
+    compacted: frozenset[str] = frozenset()
