@@ -340,6 +340,7 @@ class SimilarRecord:
     near_duplicate: NearDuplicate | None
     related: tuple[RelatedItem, ...]
     index: str
+    cluster: str = ""   # its near-duplicate cluster (`stream.similarity.signals.cluster_of`)
 
     @property
     def key(self) -> bytes:
@@ -355,8 +356,35 @@ class SimilarRecord:
                 "content_type": self.content_type, "event_time_ms": self.event_time_ms,
                 "near_duplicate": (self.near_duplicate.to_json()
                                    if self.near_duplicate is not None else None),
+                "cluster": self.cluster or self.content_id,
                 "related": [item.to_json() for item in self.related],
                 "flags": list(self.flags), "index": self.index}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRecord:
+    """A ``content.clusters.v1`` value, keyed by its aggregation group (``content_type=<type>``):
+    one per indexed item, what the ``campaigns`` window stage folds. `source` is the
+    ``content.embeddings.v1`` record it came from (the window stage's once-per-offset key)."""
+
+    group: str
+    event_id: str
+    content_id: str
+    content_type: str
+    event_time_ms: int
+    cluster: str
+    near_duplicate_of: str | None   # the earlier item when it is a flagged near-duplicate
+    source: Position
+
+    @property
+    def key(self) -> bytes:
+        return self.group.encode()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "event_id": self.event_id, "content_id": self.content_id,
+                "content_type": self.content_type, "event_time_ms": self.event_time_ms,
+                "cluster": self.cluster, "near_duplicate_of": self.near_duplicate_of,
+                "source": position_json(self.source)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,10 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec("embeddings", "content.embeddings.v1", "content_id", "content.embeddings.v1.json",
               compacted=True),
     TopicSpec("similar", "content.similar.v1", "content_id", "content.similar.v1.json"),
+    TopicSpec("clusters", "content.clusters.v1", "aggregation group (content_type=<type>)",
+              "content.clusters.v1.json"),
+    TopicSpec("campaigns", "signals.campaigns.v1", "aggregation group (content_type=<type>)",
+              "signals.campaigns.v1.json"),
 )
 BY_ROLE = {spec.role: spec for spec in REGISTRY}
 
@@ -56,6 +60,8 @@ class Topics:
     late: str = BY_ROLE["late"].name
     embeddings: str = BY_ROLE["embeddings"].name
     similar: str = BY_ROLE["similar"].name
+    clusters: str = BY_ROLE["clusters"].name
+    campaigns: str = BY_ROLE["campaigns"].name
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:

@@ -26,24 +26,32 @@ DIM = 384
 
 @dataclass(frozen=True, slots=True)
 class ItemInfo:
-    """What the index keeps beside each vector (what a filter and a signal need)."""
+    """What the index keeps beside each vector (what a filter and a signal need).
+
+    `cluster` is the item's near-duplicate cluster (`stream.similarity.signals.cluster_of`): the
+    content id of the earliest item of its chain of copies; empty means the item's own id."""
 
     content_type: str
     event_time_ms: int
     event_id: str = ""
     creator_id: str | None = None
     show_id: str | None = None
+    cluster: str = ""
+
+    def cluster_of(self, content_id: str) -> str:
+        """The cluster of the item `content_id` that this info describes."""
+        return self.cluster or content_id
 
     def to_json(self) -> dict[str, Any]:
         return {"content_type": self.content_type, "event_time_ms": self.event_time_ms,
                 "event_id": self.event_id, "creator_id": self.creator_id,
-                "show_id": self.show_id}
+                "show_id": self.show_id, "cluster": self.cluster}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ItemInfo:
         return cls(content_type=data["content_type"], event_time_ms=int(data["event_time_ms"]),
                    event_id=data.get("event_id", ""), creator_id=data.get("creator_id"),
-                   show_id=data.get("show_id"))
+                   show_id=data.get("show_id"), cluster=data.get("cluster", ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """`PgVectorIndex`: the same `VectorIndex` contract on PostgreSQL + pgvector, shared by workers.
 
 One table (``SIGNALS_SIMILARITY_TABLE``, default ``content_embeddings``): the content id as
-primary key, the `ItemInfo` columns, and the unit vector as ``vector(384)`` under an HNSW index
-with inner-product ops (for unit vectors inner product = cosine; same M and build width as the
-embedded index). `upsert` is ``INSERT ... ON CONFLICT DO UPDATE``, `delete` a ``DELETE``;
-`query` turns the `Filter` into ``WHERE`` and lets pgvector's iterative index scan
+primary key, the `ItemInfo` columns (``cluster`` is added to a table made before it), and the unit
+vector as ``vector(384)`` under an HNSW index with inner-product ops (for unit vectors inner
+product = cosine; same M and build width as the embedded index). `upsert` is ``INSERT ... ON
+CONFLICT DO UPDATE`` (every column, so a repeated upsert leaves the same row), `delete` a
+``DELETE``; `query` turns the `Filter` into ``WHERE`` and lets pgvector's iterative index scan
 (``hnsw.iterative_scan``, pgvector >= 0.8) keep scanning until enough rows pass it. The server is
 durable, so `persist`/`load` do nothing and no rebuild is needed on start.
 
@@ -25,7 +26,7 @@ from stream.errors import ConfigError
 from stream.similarity.ann import CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH
 from stream.similarity.index import DIM, Filter, Hit, ItemInfo, as_vector, top_hits
 
-COLUMNS = "content_id, content_type, event_time_ms, event_id, creator_id, show_id"
+COLUMNS = "content_id, content_type, event_time_ms, event_id, creator_id, show_id, cluster"
 
 
 class PgVectorIndex:
@@ -54,7 +55,10 @@ class PgVectorIndex:
         self.connection.execute(
             f"CREATE TABLE IF NOT EXISTS {t} (content_id text PRIMARY KEY, content_type text "
             f"NOT NULL, event_time_ms bigint NOT NULL, event_id text NOT NULL, creator_id text, "
-            f"show_id text, embedding vector({self.dim}) NOT NULL)")
+            f"show_id text, cluster text NOT NULL DEFAULT '', "
+            f"embedding vector({self.dim}) NOT NULL)")
+        self.connection.execute(   # a table made before clusters: the column, '' = own id
+            f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS cluster text NOT NULL DEFAULT ''")
         self.connection.execute(
             f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_ip_ops) "
             f"WITH (m = {CONNECTIVITY}, ef_construction = {EXPANSION_ADD})")
@@ -67,13 +71,14 @@ class PgVectorIndex:
 
     def upsert(self, content_id: str, vector: np.ndarray, info: ItemInfo) -> None:
         self.connection.execute(
-            f"INSERT INTO {self.table} ({COLUMNS}, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO {self.table} ({COLUMNS}, embedding) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (content_id) DO UPDATE SET content_type = EXCLUDED.content_type, "
             "event_time_ms = EXCLUDED.event_time_ms, event_id = EXCLUDED.event_id, "
             "creator_id = EXCLUDED.creator_id, show_id = EXCLUDED.show_id, "
-            "embedding = EXCLUDED.embedding",
+            "cluster = EXCLUDED.cluster, embedding = EXCLUDED.embedding",
             (content_id, info.content_type, info.event_time_ms, info.event_id, info.creator_id,
-             info.show_id, as_vector(vector, self.dim)))
+             info.show_id, info.cluster, as_vector(vector, self.dim)))
 
     def delete(self, content_id: str) -> bool:
         cursor = self.connection.execute(f"DELETE FROM {self.table} WHERE content_id = %s",
@@ -98,7 +103,7 @@ class PgVectorIndex:
         rows = self.connection.execute(
             f"SELECT {COLUMNS}, -(embedding <#> %s) AS cosine FROM {self.table} {clause} "
             "ORDER BY embedding <#> %s LIMIT %s", (query, *params, query, k)).fetchall()
-        return top_hits(((r[0], float(r[6]), ItemInfo(r[1], int(r[2]), r[3], r[4], r[5]))
+        return top_hits(((r[0], float(r[7]), ItemInfo(r[1], int(r[2]), r[3], r[4], r[5], r[6]))
                          for r in rows), k)
 
     def persist(self, path: Path) -> None:

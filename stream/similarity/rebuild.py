@@ -5,12 +5,22 @@ The topic keeps the latest record of every content id (compaction) and a null va
 one (a tombstone, until compaction drops it), so reading it from the beginning and applying each
 record in order — upsert or delete — gives the index as it stood at the last offset read. It is
 read with ``assign()`` + ``seek()``, never a consumer group, up to offsets fixed before reading.
+
+Clusters (`stream.similarity.signals.cluster_of`) are not in the topic: the index stage derives
+them. A rebuild derives them again: the latest record of each item is kept (deletions applied, in
+offset order per partition), then the items are indexed in event-time order with the same
+query-then-upsert step as the live stage, so a copy finds the cluster of the earlier item it
+copies whatever partition either came from. One k=1 query per item (a rebuild costs about what
+the live stage spent on those items), and the latest records are held in memory until the end
+offsets are read (about the size of the index again, briefly). An item that the live stage saw
+before an earlier-dated one (out-of-order arrival) may now join that one's cluster: the rebuild
+answers what a stream in event-time order would have.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import structlog
 from kafka import TopicPartition
@@ -18,7 +28,8 @@ from kafka import TopicPartition
 from stream.connectors.kafka import consumer
 from stream.core.outputs import EmbeddingRecord
 from stream.settings import Settings
-from stream.similarity.index import ItemInfo, VectorIndex
+from stream.similarity.index import VectorIndex
+from stream.similarity.signals import index_item
 
 log = structlog.get_logger("stream.similarity.rebuild")
 
@@ -55,13 +66,22 @@ def read_embeddings(settings: Settings, partitions: Collection[int] | None = Non
         client.close()
 
 
-def apply(index: VectorIndex, record: EmbeddingRecord) -> None:
-    if record.vector is None:
-        index.delete(record.content_id)
-    else:
-        index.upsert(record.content_id, record.vector, ItemInfo(
-            record.content_type, record.event_time_ms, record.event_id, record.creator_id,
-            record.show_id))
+def latest(records: Iterable[EmbeddingRecord]) -> dict[str, EmbeddingRecord]:
+    """The latest record of each item that is not deleted (records in offset order per key)."""
+    items: dict[str, EmbeddingRecord] = {}
+    for record in records:
+        if record.vector is None:
+            items.pop(record.content_id, None)
+        else:
+            items[record.content_id] = record
+    return items
+
+
+def apply_all(index: VectorIndex, records: Iterable[EmbeddingRecord], threshold: float) -> None:
+    """Index the surviving items in event-time order, each with its cluster."""
+    items = latest(records)
+    for cid in sorted(items, key=lambda c: (items[c].event_time_ms, c)):
+        index_item(index, items[cid], threshold)
 
 
 def rebuild(index: VectorIndex, settings: Settings,
@@ -69,9 +89,14 @@ def rebuild(index: VectorIndex, settings: Settings,
     """Apply the topic (those `partitions`, default all) to `index`; returns the records read."""
     count = 0
     started = time.monotonic()
-    for _, record in read_embeddings(settings, partitions):
-        apply(index, record)
-        count += 1
+
+    def counted() -> Iterator[EmbeddingRecord]:
+        nonlocal count
+        for _, record in read_embeddings(settings, partitions):
+            count += 1
+            yield record
+
+    apply_all(index, counted(), settings.near_duplicate_threshold)
     log.info("similarity_index_rebuilt", records=count, items=len(index), kind=index.kind,
              partitions=sorted(partitions) if partitions is not None else "all",
              seconds=round(time.monotonic() - started, 3))

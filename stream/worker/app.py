@@ -1,4 +1,4 @@
-"""The thin Faust shell: topics, one table, two agents. All logic lives in the pure core.
+"""The thin Faust shell: topics, tables, agents. All logic lives in the pure core.
 
 * ``enrich`` reads ``content.events.v1`` in micro-batches (``take_events``), runs
   `stream.core.pipeline.process_batch` in a worker thread (ONNX Runtime releases the GIL, the event
@@ -11,12 +11,12 @@
   are logged and, with ``SIGNALS_SEND_LATE_RECORDS``, sent to ``signals.late.v1``.
 * ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
   only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
-* ``index`` reads the compacted ``content.embeddings.v1`` (written by ``enrich``: each item's
-  vector, a tombstone per deletion) in micro-batches, queries and updates the similarity index
-  with `stream.similarity.signals.index_batch` in a worker thread, and sends
-  ``content.similar.v1``. An embedded index is rebuilt per partition from the topic itself: at
-  the first record of a partition, everything before that offset is applied first
-  (`stream.similarity.rebuild`), the way a table recovers from its changelog.
+* ``index`` (`stream.worker.index_stage`) reads the compacted ``content.embeddings.v1`` (written
+  by ``enrich``) and sends ``content.similar.v1`` and, per indexed item, a cluster record to
+  ``content.clusters.v1`` (keyed by group).
+* ``campaigns`` folds those into the signal window kinds (`stream.similarity.campaigns`, table
+  ``campaign-windows``) and sends ``signals.campaigns.v1``: near-duplicates and their clusters
+  per window.
 """
 
 from __future__ import annotations
@@ -33,21 +33,21 @@ import structlog
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES, compacted_topics
 from stream.connectors.security import faust_credentials
-from stream.core.outputs import EmbeddingRecord, Record, WindowRecord
+from stream.core.outputs import Record, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.core.topics import Topics
 from stream.models.manifest import load_manifest
 from stream.models.shadow import eval_folder, load_references
 from stream.settings import Settings
+from stream.similarity.campaigns import CAMPAIGN_FOLDER
 from stream.similarity.index import VectorIndex
-from stream.similarity.kinds import EMBEDDED_KINDS, open_index
-from stream.similarity.rebuild import rebuild
-from stream.similarity.signals import index_batch
+from stream.similarity.kinds import open_index
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import TumblingWindow, window_kinds
 from stream.worker import health as health_signals
 from stream.worker.health import Health
+from stream.worker.index_stage import similarity_agent
 from stream.worker.logs import log_batch
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
@@ -57,6 +57,7 @@ log = structlog.get_logger("stream.worker.app")
 
 TABLE_NAME = "window-aggregates"
 EVAL_TABLE_NAME = "model-eval-windows"
+CAMPAIGN_TABLE_NAME = "campaign-windows"
 
 
 @dataclass
@@ -74,6 +75,8 @@ class SignalsApp:
     health: Health
     index_stage: Any = None
     index: VectorIndex | None = None
+    campaigns: Any = None
+    campaign_aggregator: WindowAggregator | None = None
 
 
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
@@ -86,7 +89,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     topics = declare_topics(app, settings)
     durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    aggregator, eval_aggregator = window_aggregators(app, settings)
+    aggregator, eval_aggregator, campaign_aggregator = window_aggregators(app, settings)
     names = settings.topics
 
     @app.agent(topics[names.events])
@@ -100,6 +103,9 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
         late_topic=names.late if settings.send_late_records else None, report_late=True)
     eval_windows = WindowOutput("model_eval", names.model_eval, "task",
                                 "model_eval_window_closed", logged=("agreement_rate",))
+    campaign_windows = WindowOutput("campaigns", names.campaigns, "group",
+                                    "campaign_window_closed",
+                                    logged=("near_duplicates", "clusters"))
 
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
@@ -113,10 +119,16 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
             await fold_one(eval_aggregator, eval_windows, orjson.loads(event.value),
                            event.message.partition, sink, metrics, durable)
 
+    @app.agent(topics[names.clusters])
+    async def campaigns(stream: Any) -> None:
+        async for event in stream.events():
+            await fold_one(campaign_aggregator, campaign_windows, orjson.loads(event.value),
+                           event.message.partition, sink, metrics, durable)
+
     index = open_index(settings)
     index_stage = similarity_agent(app, topics[names.embeddings], settings, index, sink)
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
-                      metrics, health, index_stage, index)
+                      metrics, health, index_stage, index, campaigns, campaign_aggregator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,24 +159,30 @@ async def fold_one(aggregator: WindowAggregator, out: WindowOutput, record: dict
     aggregator.settle(step)
 
 
-def window_aggregators(app: faust.App,
-                       settings: Settings) -> tuple[WindowAggregator, WindowAggregator]:
-    """The signal windows and the champion/challenger windows, each on its changelogged table
-    (re-indexed after recovery)."""
+def window_aggregators(
+    app: faust.App, settings: Settings
+) -> tuple[WindowAggregator, WindowAggregator, WindowAggregator]:
+    """The signal windows, the champion/challenger windows and the campaign windows, each on
+    its changelogged table (re-indexed after recovery)."""
     grace_ms = settings.window_grace_s * 1000
-    tables = {name: window_table(app, name, settings) for name in (TABLE_NAME, EVAL_TABLE_NAME)}
+    names = (TABLE_NAME, EVAL_TABLE_NAME, CAMPAIGN_TABLE_NAME)
+    tables = {name: window_table(app, name, settings) for name in names}
     idle_ms = int(settings.watermark_idle_s * 1000) or None
+    sources = tuple(range(settings.partitions)) if idle_ms else ()
     aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
-        tables[TABLE_NAME], window_kinds(settings), grace_ms,
-        sources=tuple(range(settings.partitions)) if idle_ms else (), idle_ms=idle_ms,
+        tables[TABLE_NAME], window_kinds(settings), grace_ms, sources=sources, idle_ms=idle_ms,
         clock=time.monotonic)
     eval_size = settings.model_eval_window_s * 1000
     eval_aggregator = WindowAggregator(
         tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
         folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
-    for name, windows in ((TABLE_NAME, aggregator), (EVAL_TABLE_NAME, eval_aggregator)):
-        tables[name].on_recover(_invalidate_on_recover(windows))
-    return aggregator, eval_aggregator
+    campaign_aggregator = WindowAggregator(   # sources: the content.embeddings.v1 partitions
+        tables[CAMPAIGN_TABLE_NAME], window_kinds(settings), grace_ms, folder=CAMPAIGN_FOLDER,
+        sources=sources, idle_ms=idle_ms, clock=time.monotonic)
+    windows = (aggregator, eval_aggregator, campaign_aggregator)
+    for name, stage in zip(names, windows, strict=True):
+        tables[name].on_recover(_invalidate_on_recover(stage))
+    return windows
 
 
 async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
@@ -182,62 +200,6 @@ async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: W
     await send_all(sink, names.embeddings, output.embeddings)
     log_batch(messages, output.signals, output.dead_letters)
     metrics.observe_batch(messages, output, elapsed)
-
-
-def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: VectorIndex,
-                     sink: Sink) -> Any:
-    """The index stage: embeddings in, near-duplicate and related-content signals out.
-
-    An embedded index holds the partitions of ``content.embeddings.v1`` this worker is assigned:
-    at each assignment it is cleared and rebuilt from them in the background, and the agent
-    waits for that before its next batch (records read twice — rebuilt, then consumed — are
-    idempotent upserts). A pgvector index is shared and durable: nothing to rebuild."""
-    ready = asyncio.Event()
-    ready.set()
-    embedded = settings.similarity_index in EMBEDDED_KINDS
-    name = settings.topics.embeddings
-
-    rebuilds: set[asyncio.Task[None]] = set()   # referenced until done
-
-    async def on_assigned(_app: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
-        partitions = {tp.partition for tp in args[0] if tp.topic == name}
-        ready.clear()
-
-        async def run() -> None:
-            try:
-                index.clear()
-                if partitions:
-                    await asyncio.to_thread(rebuild, index, settings, partitions)
-            except Exception as exc:   # never answer from a partial index: stop the worker
-                log.error("similarity_index_rebuild_failed", error=repr(exc))
-                await app.crash(exc)
-                raise
-            ready.set()
-        task = asyncio.create_task(run())
-        rebuilds.add(task)
-        task.add_done_callback(rebuilds.discard)
-
-    if embedded:
-        app.on_partitions_assigned.connect(on_assigned)
-
-    @app.agent(topic, name="index")
-    async def index_stage(stream: Any) -> None:
-        async for batch in stream.take_events(settings.batch_max_size,
-                                              within=settings.batch_max_wait_s):
-            await ready.wait()
-            records = [EmbeddingRecord.from_message(e.message.key, e.message.value)
-                       for e in batch]
-            similar = await asyncio.to_thread(
-                index_batch, index, records, threshold=settings.near_duplicate_threshold,
-                related_k=settings.related_k)
-            await send_all(sink, settings.topics.similar, similar)
-            for record in similar:
-                if record.near_duplicate is not None and record.near_duplicate.flagged:
-                    log.info("near_duplicate", content_id=record.content_id,
-                             of=record.near_duplicate.content_id,
-                             cosine=record.near_duplicate.cosine)
-
-    return index_stage
 
 
 def window_table(app: faust.App, name: str, settings: Settings) -> Any:

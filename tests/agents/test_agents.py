@@ -191,3 +191,48 @@ def test_index_agent_flags_a_repost_and_forgets_a_deleted_item(
     assert by_id["ep-4"]["near_duplicate"]["content_id"] == "ep-3"
     assert all(r["content_id"] != "ep-1" for r in by_id["ep-4"]["related"])
     assert signals_app.index is not None and len(signals_app.index) == 3
+    assert by_id["ep-3"]["cluster"] == "ep-1" and by_id["ep-4"]["cluster"] == "ep-1"
+    clusters = [orjson.loads(r.value) for r in sink.records[topics.clusters]]
+    assert {r.key for r in sink.records[topics.clusters]} == {b"content_type=episode"}
+    assert [(c["content_id"], c["cluster"], c["near_duplicate_of"], c["source"]["offset"])
+            for c in clusters] == [("ep-1", "ep-1", None, 0), ("ep-2", "ep-2", None, 1),
+                                   ("ep-3", "ep-1", "ep-1", 2), ("ep-4", "ep-1", "ep-3", 4)]
+
+
+def cluster_item(i: int, ts_ms: int, cluster: str, of: str | None, source_partition: int,
+                 offset: int) -> dict[str, Any]:
+    return {"group": "content_type=comment", "event_id": f"e-{i}", "content_id": f"cm-{i}",
+            "content_type": "comment", "event_time_ms": ts_ms, "cluster": cluster,
+            "near_duplicate_of": of,
+            "source": {"topic": "content.embeddings.v1", "partition": source_partition,
+                       "offset": offset}}
+
+
+def test_campaigns_agent_counts_a_burst_of_copies_per_window(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    """Cluster records in (as the index agent writes them), one campaign window per window kind
+    out when the stream has moved past it; a re-sent record counts once."""
+    signals_app, sink = make_app(settings, pipeline)
+    topics = settings.topics
+    group = "content_type=comment"
+    burst = [cluster_item(0, T0, "cm-0", None, 0, 0),
+             *[cluster_item(i, T0 + i * 1000, "cm-0", "cm-0", i % 4, 10 + i)
+               for i in range(1, 5)],
+             cluster_item(7, T0 + 9000, "cm-7", None, 3, 30)]
+    later = [cluster_item(900 + p, T0 + HOUR, f"cm-9{p}", None, p, 100) for p in range(4)]
+
+    async def scenario() -> None:
+        async with signals_app.campaigns.test_context() as agent:
+            for record in [*burst, burst[2], *later]:
+                await agent.put(value=orjson.dumps(record), key=group.encode(), partition=0)
+            await wait_until(lambda: len(sink.records[topics.campaigns]) >= 6)
+
+    asyncio.run(scenario())
+    windows = [orjson.loads(r.value) for r in sink.records[topics.campaigns]]
+    [tumbling] = [w for w in windows if w["window"]["kind"] == "tumbling"]
+    assert (tumbling["count"], tumbling["near_duplicates"], tumbling["clusters"]) == (6, 4, 1)
+    assert tumbling["top_clusters"] == [{"cluster": "cm-0", "near_duplicates": 4}]
+    assert all(r.key == group.encode() for r in sink.records[topics.campaigns])
+    assert signals_app.campaign_aggregator is not None
+    assert signals_app.campaign_aggregator.duplicates == 1

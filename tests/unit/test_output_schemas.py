@@ -40,7 +40,8 @@ GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 ID_BASE = "https://content-signals.example/schemas/"
 TOPICS = Topics()
 OUTPUT_TOPICS = (TOPICS.signals, TOPICS.enriched, TOPICS.windows, TOPICS.dlq, TOPICS.shadow,
-                 TOPICS.model_eval, TOPICS.late, TOPICS.embeddings, TOPICS.similar)
+                 TOPICS.model_eval, TOPICS.late, TOPICS.embeddings, TOPICS.similar,
+                 TOPICS.clusters, TOPICS.campaigns)
 CHALLENGERS = "sentiment=sentiment-minilm-mlp-v1,language=langid-charngram-v1"
 RUN_ID = "replay-0123456789abcdef"
 
@@ -298,10 +299,11 @@ def test_a_dead_letter_of_every_reject_reason_matches_the_schema(
 
 
 def test_embedding_records_and_similar_signals_match_the_schemas(live: BatchOutput) -> None:
-    """The enrich agent's compacted log and the index agent's signals, from the real records."""
+    """The enrich agent's compacted log and the index agent's signals, cluster records and the
+    campaign windows folded from them, from the real records."""
     from stream.core.outputs import EmbeddingRecord
+    from stream.similarity.campaigns import CAMPAIGN_FOLDER, index_with_clusters
     from stream.similarity.exact import ExactIndex
-    from stream.similarity.signals import index_batch
 
     vectors = [r for r in live.embeddings if not r.is_tombstone]
     assert_valid(TOPICS.embeddings, values(vectors))
@@ -310,11 +312,23 @@ def test_embedding_records_and_similar_signals_match_the_schemas(live: BatchOutp
     back = [EmbeddingRecord.from_message(r.key, serialise(r).value) for r in live.embeddings]
     assert [(r.content_id, r.is_tombstone) for r in back] == [
         (r.content_id, r.is_tombstone) for r in live.embeddings]
-    similar = index_batch(ExactIndex(), back, threshold=0.9, related_k=3)
+    positions = [Position(TOPICS.embeddings, 0, i) for i in range(len(back))]
+    similar, clusters = index_with_clusters(ExactIndex(), list(zip(back, positions, strict=True)),
+                                            threshold=0.9, related_k=3)
     records = values(similar)
     assert_valid(TOPICS.similar, records)
     assert any(r["related"] for r in records) and any(r["near_duplicate"] for r in records)
     assert records[0]["near_duplicate"] is None     # the first item has nothing before it
+    assert any(r["cluster"] != r["content_id"] for r in records)
+    cluster_values = values(clusters)
+    assert_valid(TOPICS.clusters, cluster_values)
+    aggregator = WindowAggregator({}, (TumblingWindow(60_000),), 0, folder=CAMPAIGN_FOLDER)
+    closed: list[dict[str, Any]] = []
+    for record in cluster_values:
+        closed += aggregator.update(record["group"], record, partition=0)
+    campaigns = [orjson.loads(dumps(w)) for w in closed + aggregator.flush()]
+    assert_valid(TOPICS.campaigns, campaigns)
+    assert any(w["top_clusters"] for w in campaigns)
 
 
 def test_shadow_records_match_the_schema(live: BatchOutput) -> None:
@@ -534,7 +548,16 @@ def test_the_signals_schema_rejects_broken_records(live: BatchOutput,
                       "event_types": {}, "labels": {}, "mean_scores": {}, "flag_counts": {},
                       "flag_rates": {}}),
     (TOPICS.enriched, {"event_id": "e"}),
-], ids=["dlq-unknown-class", "shadow-no-challenger", "windows-bad-kind", "enriched-partial"])
+    (TOPICS.campaigns, {"window": {"kind": "tumbling", "name": "tumbling_60s", "start_ms": 0,
+                                   "end_ms": 1}, "group": "topic=News|market=US", "count": 1,
+                        "first_event_ms": 0, "last_event_ms": 0, "near_duplicates": 0,
+                        "near_duplicate_rate": 0.0, "clusters": 0, "top_clusters": []}),
+    (TOPICS.clusters, {"group": "content_type=comment", "event_id": "e", "content_id": "c",
+                       "content_type": "comment", "event_time_ms": 1, "cluster": "",
+                       "near_duplicate_of": None,
+                       "source": {"topic": "t", "partition": 0, "offset": 0}}),
+], ids=["dlq-unknown-class", "shadow-no-challenger", "windows-bad-kind", "enriched-partial",
+        "campaigns-not-a-content-type-group", "clusters-empty-cluster"])
 def test_the_other_schemas_reject_broken_records(topic: str, record: dict[str, Any]) -> None:
     with pytest.raises(fastjsonschema.JsonSchemaException):
         validator(topic)(record)
