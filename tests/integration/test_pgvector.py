@@ -120,14 +120,38 @@ def test_the_signals_are_the_same_on_pgvector(database: LocalDatabase) -> None:
     def shape(record: Any) -> tuple[Any, ...]:   # what was found; cosines differ in the 6th place
         duplicate = record.near_duplicate
         return (record.content_id, duplicate and duplicate.content_id, record.flags,
-                [r.content_id for r in record.related])
+                record.cluster, [r.content_id for r in record.related])
 
     assert [shape(r) for r in on_server] == [shape(r) for r in in_memory]
     for a, b in zip(on_server, in_memory, strict=True):
         assert [r.cosine for r in a.related] == pytest.approx([r.cosine for r in b.related],
                                                               abs=1e-5)
     assert sum(bool(r.flags) for r in on_server) == 10    # items 20-29 repeat items 0-9
+    assert [r.cluster for r in on_server[20:]] == [f"c-{i}" for i in range(10)]
     assert len(index) == 29 and index.get("c-0") is None
+    index.close()
+
+
+def test_a_table_made_before_clusters_gets_the_column(database: LocalDatabase) -> None:
+    """An index table of the previous release: connecting adds ``cluster`` (its rows keep ''
+    = their own id), and a repeated upsert leaves the same row."""
+    import psycopg
+
+    with psycopg.connect(database.dsn, autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        connection.execute("DROP TABLE IF EXISTS signals_old")
+        connection.execute(
+            "CREATE TABLE signals_old (content_id text PRIMARY KEY, content_type text NOT NULL, "
+            "event_time_ms bigint NOT NULL, event_id text NOT NULL, creator_id text, "
+            "show_id text, embedding vector(384) NOT NULL)")
+        connection.execute("INSERT INTO signals_old VALUES ('a', 'comment', 1, 'e-a', NULL, "
+                           "NULL, %s::vector)", (str(vectors(1, seed=5)[0].tolist()),))
+    index = PgVectorIndex.connect(database.dsn, table="signals_old")
+    base = vectors(2, seed=5)
+    for _ in range(2):
+        index.upsert("b", base[0], ItemInfo("comment", 2, "e-b", cluster="a"))
+    hits = {h.content_id: h.info for h in index.query(base[0], 5)}
+    assert hits["a"].cluster_of("a") == "a" and hits["b"].cluster == "a" and len(index) == 2
     index.close()
 
 

@@ -1,6 +1,7 @@
 """Near-duplicates end to end on a real broker: a worker process, events in, content.similar.v1
 out; a second worker rebuilds its index from the compacted content.embeddings.v1 and still
-finds the original; a deleted item stops being found."""
+finds the original (and its cluster); a deleted item stops being found; a comment campaign comes
+out of signals.campaigns.v1 as one window with one cluster."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ def test_a_reposted_item_is_a_near_duplicate_even_after_a_restart(
     repost = by_id["ep-repost"]
     assert repost["near_duplicate"]["content_id"] == "ep-original"
     assert repost["flags"] == ["near_duplicate"] and repost["index"] == "usearch"
+    assert repost["cluster"] == "ep-original" and by_id["ep-other"]["cluster"] == "ep-other"
     assert by_id["ep-other"]["flags"] == []
 
     # A new worker (the index lives in memory: it starts empty) rebuilds from the compacted
@@ -98,8 +100,62 @@ def test_a_reposted_item_is_a_near_duplicate_even_after_a_restart(
     copy = next(r for r in records if r["content_id"] == "ep-repost-2")
     assert copy["near_duplicate"]["content_id"] == "ep-repost"
     assert copy["flags"] == ["near_duplicate"]
+    assert copy["cluster"] == "ep-original"   # the rebuilt index derived ep-repost's cluster
     assert all(r["content_id"] != "ep-original" for r in copy["related"])
     assert "similarity_index_rebuilt" in log.read_text()
+
+
+JOIN = "DM me to join t.me/cryptoking88"
+CAMPAIGN = [f"I made $4,000 in one week with this crypto trading bot, {JOIN}",   # deploy/demo's
+            f"i made $4000 in one week with this crypto trading bot!! {JOIN}",
+            f"I made $4,000 in ONE WEEK with this crypto trading bot, {JOIN}",
+            f"Made $4,000 in one week with this crypto trading bot - {JOIN}"]
+
+
+def comment(i: int, minute: int, second: int, text: str) -> tuple[bytes, bytes]:
+    data = {"event_id": f"cm-ev-{i}", "event_type": "comment.created", "content_id": f"cm-{i}",
+            "content_type": "comment", "event_time": f"2026-01-05T11:{minute:02d}:{second:02d}Z",
+            "text": text, "market": "US"}
+    return f"cm-{i}".encode(), orjson.dumps(data)
+
+
+def test_a_comment_campaign_is_one_cluster_in_its_campaign_window(
+    it_settings: Settings, tmp_path: Path
+) -> None:
+    """An original spam comment, then three copies and an unrelated comment in the same minute; a
+    comment an hour later moves the watermark (the quiet embeddings partitions go idle) and the
+    minute closes. The original is indexed before the copies are produced: items of different
+    partitions are indexed in no fixed order, and a copy indexed before its original would start
+    a cluster of its own (the cluster rule looks at earlier items only; README)."""
+    settings = it_settings.replace(watermark_idle_s=2.0)
+    ensure_topics(settings)
+    burst = [comment(i, 0, 10 * i, text) for i, text in enumerate(CAMPAIGN)]
+    burst.append(comment(7, 0, 45, "Loved the interview with the marine biologist, more please"))
+    log = tmp_path / "worker.log"
+    with running_worker(settings, log) as worker:
+        produce(settings, settings.topics.events, burst[:1])
+        similar_for(settings, 1, worker, log)
+        produce(settings, settings.topics.events, burst[1:])
+        similar = similar_for(settings, len(burst), worker, log)
+        time.sleep(3)   # every source partition of the campaign windows is idle now
+        produce(settings, settings.topics.events,
+                [comment(9, 59, 0, "Does anyone know when season two starts?")])
+        topic = settings.topics.campaigns
+        seen = collect(settings, [topic], timeout_s=90, worker=worker, worker_log=log,
+                       until=lambda s: any(orjson.loads(r.value)["window"]["kind"] == "tumbling"
+                                           for r in s[topic]))
+    flagged = {r["content_id"] for r in similar if r["flags"]}
+    assert flagged == {"cm-1", "cm-2", "cm-3"}
+    assert {r["cluster"] for r in similar if r["content_id"] in flagged} == {"cm-0"}
+    windows = values(seen[topic])
+    assert_valid(Topics().campaigns, windows)
+    minutes = [w for w in windows if w["window"]["name"] == "tumbling_60s"]
+    assert len(minutes) == 1, windows
+    [minute] = minutes
+    assert minute["group"] == "content_type=comment"
+    assert (minute["count"], minute["near_duplicates"], minute["clusters"]) == (5, 3, 1)
+    assert minute["top_clusters"] == [{"cluster": "cm-0", "near_duplicates": 3}]
+    assert "campaign_window_closed" in log.read_text()
 
 
 def test_the_query_command_rebuilds_from_the_topic(
