@@ -17,9 +17,10 @@ Reading guide, in the order data flows (one subpackage per room):
                           `shadow` (champion vs challenger windows, PSI, the drift reference).
 4. `stream.windows`       event-time windows: `kinds` (one class per window kind), `aggregator`
                           (assign, fold once per source offset, watermark, close).
-5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `sinks`, `logs`,
-                          `noise` (rate-limited library logs), `metrics`, `health` and `server`
-                          (/metrics, /healthz, /readyz), `run` (`run_worker`).
+5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `index_stage`
+                          (the index agent), `sinks`, `logs`, `noise` (rate-limited library
+                          logs), `metrics`, `health` and `server` (/metrics, /healthz, /readyz),
+                          `transport`, `run` (`run_worker`).
 6. `stream.connectors`    `kafka` (kafka-python tools: produce, tail, topics), `jsonl` (event
                           files), `security` (the one translation of the security settings),
                           `probe` (one connection that says why a login fails), `broker` (a local
@@ -27,8 +28,10 @@ Reading guide, in the order data flows (one subpackage per room):
                           `database` (a local PostgreSQL with pgvector, `signals db`).
 7. `stream.similarity`    the vector index of the embeddings: `index` (the contract), `exact` (the
                           reference), `ann` (usearch, the default), `pgvector`, `kinds` (the
-                          registry), `signals` (near_duplicate, related: the `index` agent's
-                          step), `rebuild` (from content.embeddings.v1), `calibration`, `cli`.
+                          registry), `signals` (near_duplicate, related, the cluster rule: the
+                          `index` agent's step), `campaigns` (cluster records, the campaign
+                          windows' folder), `rebuild` (from content.embeddings.v1),
+                          `calibration`, `cli`.
 
 Tools on the same core: `stream.replay` (`signals replay`; ``--engine spark`` runs the same replay
 as a PySpark job, `stream.replay.spark`), `stream.evaluation` (`signals eval`, offline and

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from stream.paths import STATE_ROOT
 from stream.settings import Settings
 
 DEMO_DIR = STATE_ROOT / ".kafka" / "demo"
+Keyed = tuple[bytes | None, bytes]   # a keyed line of the sample
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Demo:
     timeout_s: float
     keep_broker: bool = False
     seen: dict[str, int] = field(default_factory=lambda: {"signals": 0, "dlq": 0, "windows": 0,
-                                                          "near_duplicates": 0})
+                                                          "near_duplicates": 0, "campaigns": 0})
     titles: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> int:
@@ -51,9 +53,11 @@ class Demo:
         broker.stop(clean=True)
         print("   ", broker.start())
         # the demo's events are a fixed day of history, produced now: no age horizon for them
+        # ... and a short idle time: the sample's last events (a later burst) come after a pause,
+        # so every quiet partition is idle and the windows before them close (see `waves`)
         settings = self.settings.replace(bootstrap_servers=broker.bootstrap,
                                          worker_data_dir=DEMO_DIR / "worker", log_format="json",
-                                         max_event_age_s=0)
+                                         max_event_age_s=0, watermark_idle_s=IDLE_S)
         worker: subprocess.Popen[bytes] | None = None
         try:
             ensure_topics(settings)
@@ -63,11 +67,9 @@ class Demo:
                 base = ops_url(settings)
                 print(f"    metrics {base}/metrics · liveness {base}/healthz · "
                       f"readiness {base}/readyz")
-            step(f"producing {len(lines)} events from {self.events.name}")
-            produce(settings, settings.topics.events, lines)
-            step("reading content.signals.v1, content.events.dlq.v1, signals.windows.v1 and "
-                 "content.similar.v1")
-            self.watch(settings, expected=len(lines))
+            step("reading content.signals.v1, content.events.dlq.v1, signals.windows.v1, "
+                 "content.similar.v1 and signals.campaigns.v1")
+            self.produce_and_watch(settings, lines)
             if settings.metrics_port:
                 step(f"headline metrics read back from {ops_url(settings)}/metrics")
                 for line in headline_metrics(ops_url(settings)):
@@ -79,23 +81,36 @@ class Demo:
                 print("   ", broker.stop())
         return self.summary(len(lines))
 
-    def watch(self, settings: Settings, expected: int) -> None:
+    def produce_and_watch(self, settings: Settings, lines: list[Keyed]) -> None:
+        """Each wave of the sample, then what comes back, until its events are answered and a
+        pause has passed (the last one is longer: closing windows arrive)."""
         topics = settings.topics
-        client = consumer(settings, topics.signals, topics.dlq, topics.windows, topics.similar)
-        deadline = time.monotonic() + self.timeout_s
-        quiet_until: float | None = None
+        client = consumer(settings, topics.signals, topics.dlq, topics.windows, topics.similar,
+                          topics.campaigns)
         try:
-            while time.monotonic() < deadline:
-                for records in client.poll(timeout_ms=500).values():
-                    for record in records:
-                        self.show(record.topic, orjson.loads(record.value), topics)
-                done = self.seen["signals"] + self.seen["dlq"] >= expected
-                if done and quiet_until is None:
-                    quiet_until = time.monotonic() + 8.0  # let closing windows arrive
-                if quiet_until is not None and time.monotonic() > quiet_until:
-                    return
+            produced = 0
+            for wave in waves(lines):
+                step(f"producing {len(wave)} events from {self.events.name}")
+                produce(settings, topics.events, wave)
+                produced += len(wave)
+                self.watch(client, topics, expected=produced, quiet_s=IDLE_S + 1.0)
+            self.watch(client, topics, expected=produced, quiet_s=8.0)
         finally:
             client.close()
+
+    def watch(self, client: Any, topics: Any, expected: int, quiet_s: float) -> None:
+        """Print what arrives until `expected` events are answered and `quiet_s` more passed."""
+        deadline = time.monotonic() + self.timeout_s
+        quiet_until: float | None = None
+        while time.monotonic() < deadline:
+            for records in client.poll(timeout_ms=500).values():
+                for record in records:
+                    self.show(record.topic, orjson.loads(record.value), topics)
+            done = self.seen["signals"] + self.seen["dlq"] >= expected
+            if done and quiet_until is None:
+                quiet_until = time.monotonic() + quiet_s
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                return
 
     def show(self, topic: str, value: dict[str, Any], topics: Any) -> None:
         if topic == topics.signals:
@@ -105,6 +120,11 @@ class Demo:
             line = format_similar(value, self.titles)
             if line:
                 self.seen["near_duplicates"] += bool(value["flags"])
+                print(line)
+        elif topic == topics.campaigns:
+            line = format_campaign(value)
+            if line:
+                self.seen["campaigns"] += 1
                 print(line)
         elif topic == topics.dlq:
             self.seen["dlq"] += 1
@@ -123,9 +143,39 @@ class Demo:
         total = self.seen["signals"] + self.seen["dlq"]
         step(f"{self.seen['signals']} signals + {self.seen['dlq']} dead letters = {total} of "
              f"{expected} events; {self.seen['windows']} closed windows; "
-             f"{self.seen['near_duplicates']} near-duplicates (embedded usearch index; "
+             f"{self.seen['near_duplicates']} near-duplicates, "
+             f"{self.seen['campaigns']} tumbling windows with near-duplicates (embedded usearch "
+             "index; "
              "`signals db start` and SIGNALS_SIMILARITY_INDEX=pgvector move it to PostgreSQL)")
         return 0 if total == expected else 1
+
+
+IDLE_S = 2.0          # SIGNALS_WATERMARK_IDLE_S of the demo's worker
+LATER_MS = 300_000    # an event this much later than all before it starts a new wave
+
+
+def waves(lines: list[Keyed]) -> list[list[Keyed]]:
+    """The sample in waves, split before each event more than `LATER_MS` after every earlier one
+    (the sample's last minute comes ten minutes after the rest): produced with a pause between,
+    so the windows before it close though no partition sends anything more."""
+    out: list[list[Keyed]] = [[]]
+    latest: int | None = None
+    for key, line in lines:
+        ts = event_ms(line)
+        if ts is not None and latest is not None and ts > latest + LATER_MS and out[-1]:
+            out.append([])
+        if ts is not None:
+            latest = ts if latest is None else max(latest, ts)
+        out[-1].append((key, line))
+    return out
+
+
+def event_ms(line: bytes) -> int | None:
+    try:
+        value = orjson.loads(line).get("event_time")
+        return int(datetime.fromisoformat(value).timestamp() * 1000)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def sample_titles(lines: Any) -> dict[str, str]:
@@ -201,13 +251,25 @@ def format_similar(value: dict[str, Any], titles: dict[str, str]) -> str | None:
     return None
 
 
+def format_campaign(value: dict[str, Any]) -> str | None:
+    """A line for a tumbling campaign window that holds near-duplicates; None otherwise."""
+    w = value["window"]
+    if w["kind"] != "tumbling" or not value["near_duplicates"]:
+        return None
+    top = ", ".join(f"{c['cluster']} ×{c['near_duplicates']}" for c in value["top_clusters"])
+    return (f"  CAMPAIGN {w['name']} {iso(w['start_ms'])}-{iso(w['end_ms'])}  "
+            f"{value['group']:<24} {value['near_duplicates']} near-duplicates of "
+            f"{value['count']} items in {value['clusters']} cluster(s): {top}")
+
+
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
            "SIGNALS_METRICS_PORT": str(settings.metrics_port),
            "SIGNALS_METRICS_HOST": settings.metrics_host,
            "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
-           "SIGNALS_TOPIC_PREFIX": settings.topic_prefix, "SIGNALS_LOG_FORMAT": "json"}
+           "SIGNALS_TOPIC_PREFIX": settings.topic_prefix, "SIGNALS_LOG_FORMAT": "json",
+           "SIGNALS_WATERMARK_IDLE_S": str(settings.watermark_idle_s)}
     log = (DEMO_DIR / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -215,3 +215,22 @@ def test_index_with_clusters_pairs_each_item_with_its_source() -> None:
     assert clusters[1].key == b"content_type=comment"
     unflagged = SimilarRecord("e", "z", "show", 1, None, (), "exact")
     assert cluster_record(unflagged, Position("emb", 0, 0)).cluster == "z"
+
+
+def test_the_demo_prints_campaign_minutes_and_pauses_before_the_later_burst() -> None:
+    from stream.cli.demo import format_campaign, waves
+
+    window = {"window": {"kind": "tumbling", "name": "tumbling_60s", "start_ms": 0,
+                         "end_ms": 60_000}, "group": "content_type=comment", "count": 4,
+              "near_duplicates": 3, "clusters": 1,
+              "top_clusters": [{"cluster": "cm-5043", "near_duplicates": 3}]}
+    line = format_campaign(window)
+    assert line is not None and "3 near-duplicates of 4 items in 1 cluster(s): cm-5043 ×3" in line
+    assert format_campaign({**window, "near_duplicates": 0}) is None
+    assert format_campaign({**window, "window": {**window["window"], "kind": "hopping"}}) is None
+
+    def line_at(minute: int) -> tuple[bytes | None, bytes]:
+        return None, f'{{"event_time": "2026-11-25T09:{minute:02d}:00Z"}}'.encode()
+
+    sample = [line_at(0), (None, b"not json"), line_at(4), line_at(3), line_at(15), line_at(16)]
+    assert [len(w) for w in waves(sample)] == [4, 2]
