@@ -29,9 +29,9 @@ Reading guide, in the order data flows (one subpackage per room):
 7. `stream.similarity`    the vector index of the embeddings: `index` (the contract), `exact` (the
                           reference), `ann` (usearch, the default), `pgvector`, `kinds` (the
                           registry), `signals` (near_duplicate, related, the cluster rule: the
-                          `index` agent's step), `campaigns` (cluster records, the campaign
-                          windows' folder), `rebuild` (from content.embeddings.v1),
-                          `calibration`, `cli`.
+                          `index` agent's step), `records` (its output records), `campaigns`
+                          (cluster records, the campaign windows' folder), `rebuild` (from
+                          content.embeddings.v1), `calibration`, `cli`.
 
 Tools on the same core: `stream.replay` (`signals replay`; ``--engine spark`` runs the same replay
 as a PySpark job, `stream.replay.spark`), `stream.evaluation` (`signals eval`, offline and

@@ -3,7 +3,8 @@
 `process_batch` returns these objects; only a sink turns them into bytes (`serialise`), so
 in-process callers (eval, replay, the logs) read fields instead of parsing their own output. Each
 record's ``to_json`` is the one definition of its wire shape (``schemas/<topic>.json``): field
-order included, so the bytes stay what consumers already read.
+order included, so the bytes stay what consumers already read. The index stage's records
+(``content.similar.v1``, ``content.clusters.v1``) are in `stream.similarity.records`.
 """
 
 from __future__ import annotations
@@ -301,90 +302,6 @@ class EmbeddingRecord:
         return cls(data["event_id"], data["content_id"], data["content_type"],
                    int(data["event_time_ms"]), emb["model"], vector, data.get("creator_id"),
                    data.get("show_id"))
-
-
-@dataclass(frozen=True, slots=True)
-class NearDuplicate:
-    """The most similar earlier item of the same content type; `flagged` at the threshold."""
-
-    content_id: str
-    event_id: str
-    cosine: float
-    threshold: float
-    flagged: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"content_id": self.content_id, "event_id": self.event_id,
-                "cosine": self.cosine, "threshold": self.threshold, "flagged": self.flagged}
-
-
-@dataclass(frozen=True, slots=True)
-class RelatedItem:
-    content_id: str
-    content_type: str
-    cosine: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"content_id": self.content_id, "content_type": self.content_type,
-                "cosine": self.cosine}
-
-
-@dataclass(frozen=True, slots=True)
-class SimilarRecord:
-    """A ``content.similar.v1`` value, keyed by ``content_id``: one per indexed item."""
-
-    event_id: str
-    content_id: str
-    content_type: str
-    event_time_ms: int
-    near_duplicate: NearDuplicate | None
-    related: tuple[RelatedItem, ...]
-    index: str
-    cluster: str = ""   # its near-duplicate cluster (`stream.similarity.signals.cluster_of`)
-
-    @property
-    def key(self) -> bytes:
-        return self.content_id.encode()
-
-    @property
-    def flags(self) -> tuple[str, ...]:
-        flagged = self.near_duplicate is not None and self.near_duplicate.flagged
-        return ("near_duplicate",) if flagged else ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "content_id": self.content_id,
-                "content_type": self.content_type, "event_time_ms": self.event_time_ms,
-                "near_duplicate": (self.near_duplicate.to_json()
-                                   if self.near_duplicate is not None else None),
-                "cluster": self.cluster or self.content_id,
-                "related": [item.to_json() for item in self.related],
-                "flags": list(self.flags), "index": self.index}
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterRecord:
-    """A ``content.clusters.v1`` value, keyed by its aggregation group (``content_type=<type>``):
-    one per indexed item, what the ``campaigns`` window stage folds. `source` is the
-    ``content.embeddings.v1`` record it came from (the window stage's once-per-offset key)."""
-
-    group: str
-    event_id: str
-    content_id: str
-    content_type: str
-    event_time_ms: int
-    cluster: str
-    near_duplicate_of: str | None   # the earlier item when it is a flagged near-duplicate
-    source: Position
-
-    @property
-    def key(self) -> bytes:
-        return self.group.encode()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"group": self.group, "event_id": self.event_id, "content_id": self.content_id,
-                "content_type": self.content_type, "event_time_ms": self.event_time_ms,
-                "cluster": self.cluster, "near_duplicate_of": self.near_duplicate_of,
-                "source": position_json(self.source)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stream.core.outputs import ClusterRecord, EmbeddingRecord, SimilarRecord
+from stream.core.outputs import EmbeddingRecord
 from stream.core.records import Position
 from stream.similarity.index import VectorIndex
+from stream.similarity.records import ClusterRecord, SimilarRecord
 from stream.similarity.signals import index_update
 from stream.windows.aggregator import Folder, window_header
 from stream.windows.kinds import WindowKind

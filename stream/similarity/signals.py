@@ -25,8 +25,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stream.core.outputs import EmbeddingRecord, NearDuplicate, RelatedItem, SimilarRecord
+from stream.core.outputs import EmbeddingRecord
 from stream.similarity.index import Filter, Hit, ItemInfo, VectorIndex
+from stream.similarity.records import NearDuplicate, RelatedItem, SimilarRecord
 
 CATALOGUE_TYPES = frozenset({"show", "episode"})
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.core.outputs import EmbeddingRecord, SimilarRecord
+from stream.core.outputs import EmbeddingRecord
 from stream.core.records import Position
 from stream.similarity.ann import UsearchIndex
 from stream.similarity.campaigns import (
@@ -27,6 +27,7 @@ from stream.similarity.campaigns import (
 from stream.similarity.exact import ExactIndex
 from stream.similarity.index import DIM, ItemInfo, VectorIndex
 from stream.similarity.rebuild import apply_all
+from stream.similarity.records import SimilarRecord
 from stream.similarity.signals import index_batch
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import HoppingWindow, TumblingWindow
