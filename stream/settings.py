@@ -84,6 +84,9 @@ class Settings:
     # broker's group.min/max.session.timeout.ms (6 s .. 30 min by default)
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 3.0
+    # static group membership (group.instance.id, KIP-345): a worker restarted under the same id
+    # within session_timeout_s gets its partitions back without a rebalance; one id per worker
+    group_instance_id: str = ""
     spark_master: str = ""  # replay --engine spark: "" = spark-submit's --master, else local[*]
     log_level: str = "INFO"
     log_format: str = "json"

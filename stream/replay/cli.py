@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.types import non_negative_int, positive_float
+from stream.errors import ConfigError
 from stream.replay.plan import (
     ReplayRequest,
     SinkSpec,
@@ -74,6 +75,10 @@ def _add_processing_and_sink(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument("--model", action="append", default=[], metavar="TASK=VERSION",
                         help="a model version from the manifest (repeat; default: active ones)")
+    models.add_argument("--index", action="store_true",
+                        help="also rebuild the similarity index (SIGNALS_SIMILARITY_INDEX="
+                             "pgvector): every item's vector upserted, deletions removed; "
+                             "idempotent, so a re-run or a resumed run leaves the same index")
     models.add_argument("--aggregate", action="store_true",
                         help="also fold event-time windows and write them")
     sink = parser.add_argument_group("sink (default: content.signals.replay.<models tag>)")
@@ -110,8 +115,11 @@ def run_replay_command(args: argparse.Namespace, settings: Settings) -> int:
         source=source, sink=SinkSpec(output=args.output, to_live=args.to_live),
         models=parse_model_overrides(args.model), aggregate=args.aggregate,
         replay_id=args.replay_id, checkpoint=args.checkpoint, rate=args.rate,
-        dry_run=args.dry_run, progress=not args.no_progress)
+        dry_run=args.dry_run, progress=not args.no_progress, index=args.index)
     if args.engine == "spark":
+        if args.index:
+            raise ConfigError("--index runs on the local engine (one writer keeps the "
+                              "near-duplicate order of the history): drop --engine spark")
         from stream.replay.spark import run_spark_replay
 
         return run_spark_replay(request, settings).exit_code

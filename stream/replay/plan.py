@@ -118,6 +118,7 @@ class ReplayRequest:
     rate: float | None = None
     dry_run: bool = False
     progress: bool = True
+    index: bool = False    # also upsert every item's vector into the shared similarity index
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +244,12 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
     """Every check that needs no broker and no model file: fails fast on bad arguments."""
     request.source.check()
     request.sink.check(request.source)
+    check_index(request, settings)
     versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
-    digest = fingerprint(request.source, versions, shaping_options(settings, request.aggregate))
+    options = shaping_options(settings, request.aggregate)
+    if request.index:    # a checkpoint of a replay without the index must not resume into one
+        options |= {"index": settings.similarity_table}
+    digest = fingerprint(request.source, versions, options)
     replay_id = request.replay_id or default_replay_id(digest)
     topics = None if request.sink.output else replay_topics(settings, versions,
                                                             request.sink.to_live)
@@ -258,6 +263,19 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
         if checkpoint is not None:
             checkpoint.ensure_matches(request.checkpoint, digest, replay_id, sink_name)
     return Plan(request, settings, versions, digest, replay_id, topics, sink_name, checkpoint)
+
+
+def check_index(request: ReplayRequest, settings: Settings) -> None:
+    """``--index`` rebuilds a durable index: PostgreSQL, not an embedded one."""
+    if not request.index:
+        return
+    if request.dry_run:
+        raise ConfigError("--index writes vectors; --dry-run writes nothing: drop one of them")
+    if settings.similarity_index != "pgvector":
+        raise ConfigError(
+            f"--index rebuilds the shared index, and SIGNALS_SIMILARITY_INDEX is "
+            f"{settings.similarity_index!r}: set it to pgvector with SIGNALS_SIMILARITY_DSN (an "
+            "embedded index is rebuilt from content.embeddings.v1 when a worker starts)")
 
 
 def _topic_names(topics: ReplayTopics | None, aggregate: bool) -> list[str]:

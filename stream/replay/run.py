@@ -24,7 +24,7 @@ from kafka.partitioner.default import murmur2
 from tqdm import tqdm
 
 from stream.core.builder import build_pipeline
-from stream.core.outputs import EnrichedRecord, WindowRecord
+from stream.core.outputs import EmbeddingRecord, EnrichedRecord, WindowRecord
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import RawMessage
 from stream.core.validate import Validator, make_validator
@@ -40,6 +40,8 @@ from stream.replay.sinks import FileSink, KafkaSink, NullSink, Outputs, ReplaySi
 from stream.replay.sources import Ranges, Source, SourceBatch, open_source
 from stream.replay.state import Checkpoint, ReplayCounts, save_checkpoint
 from stream.settings import Settings
+from stream.similarity.kinds import open_index
+from stream.similarity.signals import index_batch
 from stream.windows.aggregator import WindowAggregator
 from stream.windows.kinds import window_kinds
 
@@ -144,6 +146,8 @@ class Processor:
             self.pipeline = replay_pipeline(plan)
             self.validate = self.pipeline.validate
         self.windows = ReplayWindows(plan, windows_store) if windows_store is not None else None
+        self.index = open_index(plan.settings) if plan.request.index else None
+        self.settings = plan.settings
 
     def process(self, messages: list[RawMessage]) -> tuple[Outputs, ReplayCounts]:
         if self.pipeline is None:    # a dry run validates and counts
@@ -151,9 +155,23 @@ class Processor:
             return Outputs(), ReplayCounts(signals=valid, dead_letters=len(messages) - valid)
         output = process_batch(self.pipeline, messages)
         windows = self._aggregate(output.enriched)
+        indexed = self._index(output.embeddings)
         return (Outputs(output.signals, output.dead_letters, windows),
                 ReplayCounts(signals=len(output.signals), dead_letters=len(output.dead_letters),
-                       windows=len(windows)))
+                             windows=len(windows), indexed=indexed))
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
+
+    def _index(self, embeddings: list[EmbeddingRecord]) -> int:
+        """The index stage's own step (`index_batch`) on this batch's vectors and tombstones:
+        upserts by content id, so re-applying a batch (a resumed run) changes nothing."""
+        if self.index is None:
+            return 0
+        index_batch(self.index, embeddings, threshold=self.settings.near_duplicate_threshold,
+                    related_k=0)
+        return len(embeddings)
 
     def flush(self) -> Outputs:
         """Close every open window (the input is finite)."""
@@ -207,6 +225,7 @@ class _Run:
         finally:
             bar.close()
             sink.close()
+            processor.close()
         code = 128 + (stop.signum or signal.SIGINT) if self.interrupted else 0
         return ReplayResult(self.plan.replay_id, sink.description, self.state.counts,
                             self.session, time.monotonic() - started, self.interrupted, code)
@@ -274,8 +293,9 @@ def summary(result: ReplayResult, plan: Plan, state: Checkpoint) -> str:
                 "produced")
     else:
         windows = f", windows {c.windows}" if plan.request.aggregate else ""
+        indexed = f", indexed {c.indexed}" if plan.request.index else ""
         line = (f"replay {plan.replay_id}: read {c.read}, produced {c.signals}, dead-lettered "
-                f"{c.dead_letters}, skipped {c.skipped}{windows} → {result.sink}")
+                f"{c.dead_letters}, skipped {c.skipped}{windows}{indexed} → {result.sink}")
     line += f" ({result.elapsed_s:.1f} s, {rate:.1f} events/s)"
     if result.interrupted:
         at = describe_ranges(state.remaining())

@@ -29,9 +29,10 @@ class ReplayCounts:
     dead_letters: int = 0
     skipped: int = 0        # not processed: blank lines, records outside the time range
     windows: int = 0
+    indexed: int = 0        # vectors upserted or deleted in the similarity index (--index)
 
     def add(self, other: ReplayCounts) -> None:
-        for name in ("read", "signals", "dead_letters", "skipped", "windows"):
+        for name in ("read", "signals", "dead_letters", "skipped", "windows", "indexed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -280,6 +280,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "producer_acks": -1, "table_standby_replicas": 0,
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": settings.heartbeat_interval_s,
+        "consumer_group_instance_id": settings.group_instance_id.strip() or None,
         "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,   # dead letters of large inputs
     }
     credentials = faust_credentials(settings)

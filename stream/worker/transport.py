@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with the three changes the worker's guarantees need.
+"""Faust's aiokafka transport with the changes the worker's guarantees need.
 
 * **Idempotent producer** (``enable.idempotence``, ``acks=all``): a retried batch is written once
   and batches stay in order even when a retry follows a failure. Faust turns it on only with
@@ -10,6 +10,21 @@
   the window state that folded it was on the broker: after a crash the restored table lacks
   the fold and the record is not read again (a window one short, found by the crash test).
   `DrainingBuffer.flush` returns only when the queue is empty and nothing is in flight.
+* **"Seek back to committed" also where nothing was committed yet.** Faust stops the flow around
+  a rebalance and table recovery and then seeks every partition back to its committed offset, so
+  that records fetched but not yet delivered are fetched again. aiokafka's ``seek_to_committed``
+  skips a partition without a commit (or committed at 0), whose position then stays past the
+  dropped records: a new consumer group lost them (the crash test: offsets 8..86 of every
+  partition, never delivered, after a restart whose predecessor had committed nothing).
+  `WorkerConsumer.seek_to_committed` seeks those partitions to their beginning, which is what
+  ``auto_offset_reset=earliest`` means for a partition without a commit.
+* **Fetched records are never dropped on the floor.** Faust's `Consumer.getmany` stops handing
+  out a fetched batch when the consumer generation changes or the flow stops (a rebalance, the
+  start of a worker), and skips the records of partitions it does not count as active; aiokafka's
+  position is already past them, and Faust relies on a later seek to committed offsets to fetch
+  them again, which does not come when that seek ran first (a restarted worker delivered offsets
+  0..11, then 99.., of every partition: nothing was committed). `WorkerConsumer.getmany` seeks
+  each partition with undelivered records back to the first of them.
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
   not transactional, so a jump there means records were fetched and not delivered; the consumer
@@ -21,13 +36,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import structlog
+from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP
+from faust.types import TP, Message
 
 log = structlog.get_logger("stream.worker.transport")
 
@@ -66,8 +82,42 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**extra, "acks": "all", "enable_idempotence": True}
 
 
-class GapReportingConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer; every offset gap it is about to commit past is logged."""
+class WorkerConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer; re-fetches what it fetched and did not deliver, seeks uncommitted
+    partitions to their beginning, logs offset gaps."""
+
+    _fetched: RecordMap | None = None
+
+    async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, Any]:
+        records, active = await super()._wait_next_records(timeout)
+        self._fetched = records
+        return records, active
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        self._fetched = None
+        delivered: dict[TP, int] = {}
+        async for tp, message in super().getmany(timeout):
+            delivered[tp] = message.offset
+            yield tp, message
+        await self._refetch_undelivered(self._fetched or {}, delivered)
+
+    async def _refetch_undelivered(self, fetched: RecordMap, delivered: Mapping[TP, int]) -> None:
+        assigned = self.assignment()
+        for tp, records in fetched.items():
+            last = delivered.get(tp)
+            left = [r.offset for r in records if last is None or r.offset > last]
+            if left and tp in assigned:
+                log.info("refetching_undelivered", topic=tp.topic, partition=tp.partition,
+                         first=left[0], last=left[-1])
+                await self.seek(tp, left[0])
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset == "earliest":
+            uncommitted = [tp for tp, offset in committed.items() if not offset]
+            if uncommitted:
+                await self._thread.seek_to_beginning(*uncommitted)
+        return committed
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         if tp.topic not in getattr(self.transport, "compacted", frozenset()):
@@ -80,5 +130,5 @@ class WorkerTransport(faust_aiokafka.Transport):
     """The transport of `stream.worker.app`; `compacted` names the topics with gaps by design."""
 
     Producer = IdempotentProducer
-    Consumer = GapReportingConsumer
+    Consumer = WorkerConsumer
     compacted: frozenset[str] = frozenset()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from stream.cli import main
@@ -169,3 +170,34 @@ def test_db_command_and_a_bad_dsn(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "status", *where]) == 1
     with pytest.raises(ConfigError, match="SIGNALS_SIMILARITY_DSN: cannot connect"):
         PgVectorIndex.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+
+
+def test_replay_rebuilds_the_index_idempotently(database: LocalDatabase, settings: Settings,
+                                                tmp_path: Path) -> None:
+    from stream.paths import CHECKOUT
+    from stream.replay.plan import ReplayRequest, SinkSpec, SourceSpec
+    from stream.replay.run import run_replay
+
+    events = CHECKOUT / "deploy" / "demo" / "events.jsonl"
+    on_pg = settings.replace(similarity_index="pgvector", similarity_dsn=database.dsn,
+                             similarity_table="replay_index")
+    index = open_index(on_pg)
+    index.clear()
+
+    def replay(output: Path) -> Any:
+        return run_replay(ReplayRequest(source=SourceSpec(file=events),
+                                        sink=SinkSpec(output=output), progress=False,
+                                        index=True), on_pg)
+
+    first = replay(tmp_path / "first.jsonl")
+    signalled = {orjson.loads(line)["content_id"]
+                 for line in (tmp_path / "first.jsonl").read_bytes().splitlines()}
+    deleted = "ep-1005"          # the demo's content.deleted event
+    held = {c: index.get(c) for c in signalled - {deleted}}
+    assert first.counts.indexed > 20 and all(v is not None for v in held.values())
+    assert index.get(deleted) is None and len(index) == len(held)
+    second = replay(tmp_path / "second.jsonl")      # the same history again: the same index
+    assert second.counts.indexed == first.counts.indexed and len(index) == len(held)
+    for content_id, vector in held.items():
+        assert np.allclose(index.get(content_id), vector, atol=1e-6)
+    index.close()

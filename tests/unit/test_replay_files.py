@@ -176,6 +176,10 @@ def test_the_pipeline_option_that_drops_wall_clock_fields(pipeline: Pipeline) ->
           "2026-01-05T10:00:00Z"], "need a topic"),
         (["--file", "{src}", "--output", "{src}"], "is the input file"),
         (["--file", "{src}", "--output", "{tmp}/no/such/dir/o.jsonl"], "cannot write"),
+        (["--file", "{src}", "--output", "{tmp}/o.jsonl", "--index"],
+         "set it to pgvector with SIGNALS_SIMILARITY_DSN"),
+        (["--file", "{src}", "--output", "{tmp}/o.jsonl", "--index", "--engine", "spark"],
+         "--index runs on the local engine"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
