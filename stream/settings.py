@@ -233,6 +233,12 @@ def _check_kafka_names(settings: Settings) -> None:
         _require(len(name) <= _MAX_TOPIC_LENGTH,
                  f"{variable}={value!r} is too long: topic {name[:40]}... would have "
                  f"{len(name)} characters, Kafka allows {_MAX_TOPIC_LENGTH}")
+    instance = settings.group_instance_id.strip()
+    _require(not instance or (_TOPIC_CHARS.fullmatch(instance) is not None
+                              and len(instance) <= _MAX_TOPIC_LENGTH),
+             f"SIGNALS_GROUP_INSTANCE_ID={settings.group_instance_id!r}: Kafka allows letters, "
+             f"digits, '.', '_' and '-', at most {_MAX_TOPIC_LENGTH} characters (or leave it "
+             "empty for no static membership)")
 
 
 def _require(ok: bool, message: str) -> None:

@@ -29,6 +29,7 @@ BAD: list[tuple[str, str, dict[str, str]]] = [
     ("SIGNALS_APP_ID", "", {}),
     ("SIGNALS_APP_ID", "my app", {}),
     ("SIGNALS_APP_ID", "a" * 240, {}),
+    ("SIGNALS_GROUP_INSTANCE_ID", "worker 0", {}),
     ("SIGNALS_BOOTSTRAP_SERVERS", "", {}),
     ("SIGNALS_BOOTSTRAP_SERVERS", "127.0.0.1:notaport", {}),
     ("SIGNALS_BOOTSTRAP_SERVERS", "127.0.0.1", {}),
