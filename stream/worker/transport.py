@@ -8,23 +8,23 @@
   returns after 0.1 s without a send, and while the last message taken from the queue is still on
   its way into the client. An offset of ``content.enriched.v1`` could then be committed before
   the window state that folded it was on the broker: after a crash the restored table lacks
-  the fold and the record is not read again (a window one short, found by the crash test).
+  the fold and the record is not read again (a window short).
   `DrainingBuffer.flush` returns only when the queue is empty and nothing is in flight.
 * **"Seek back to committed" also where nothing was committed yet.** Faust stops the flow around
   a rebalance and table recovery and then seeks every partition back to its committed offset, so
   that records fetched but not yet delivered are fetched again. aiokafka's ``seek_to_committed``
   skips a partition without a commit (or committed at 0), whose position then stays past the
-  dropped records: a new consumer group lost them (the crash test: offsets 8..86 of every
-  partition, never delivered, after a restart whose predecessor had committed nothing).
-  `WorkerConsumer.seek_to_committed` seeks those partitions to their beginning, which is what
-  ``auto_offset_reset=earliest`` means for a partition without a commit.
+  dropped records, which were then never delivered. `WorkerConsumer.seek_to_committed` seeks
+  those partitions to their beginning, which is what ``auto_offset_reset=earliest`` means for a
+  partition without a commit.
 * **Fetched records are never dropped on the floor.** Faust's `Consumer.getmany` stops handing
   out a fetched batch when the consumer generation changes or the flow stops (a rebalance, the
   start of a worker), and skips the records of partitions it does not count as active; aiokafka's
   position is already past them, and Faust relies on a later seek to committed offsets to fetch
-  them again, which does not come when that seek ran first (a restarted worker delivered offsets
-  0..11, then 99.., of every partition: nothing was committed). `WorkerConsumer.getmany` seeks
-  each partition with undelivered records back to the first of them.
+  them again, which does not come when that seek ran first (seen in a crash run: a restarted
+  worker delivered offsets 0..11, then 99.., of every partition, with nothing committed).
+  `WorkerConsumer.getmany` seeks each partition with undelivered records back to the first of
+  them.
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
   not transactional, so a jump there means records were fetched and not delivered; the consumer
