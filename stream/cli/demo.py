@@ -275,15 +275,20 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop_worker(worker: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
+def terminate(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
+    """SIGTERM (if still running), wait, SIGKILL after `timeout_s`; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            worker.wait(timeout_s)
+            process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    print(f"    worker stopped (exit code {worker.returncode})")
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def stop_worker(worker: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    print(f"    worker stopped (exit code {terminate(worker, timeout_s)})")
 
 
 def step(message: str) -> None:

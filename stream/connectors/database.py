@@ -72,10 +72,14 @@ def server_bin(user: str | None) -> Path:
     return copied
 
 
+def _closed_folders(path: Path) -> list[Path]:
+    """`path` and the folders above it that others may not enter (nearest first)."""
+    return [folder for folder in (path.resolve(), *path.resolve().parents)
+            if not folder.stat().st_mode & stat.S_IXOTH]
+
+
 def _enterable(path: Path) -> bool:
-    """Whether others may enter `path` and every folder above it."""
-    return all(folder.stat().st_mode & stat.S_IXOTH
-               for folder in (path.resolve(), *path.resolve().parents))
+    return not _closed_folders(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +154,7 @@ class LocalDatabase:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         user = self._user()
         if user is not None:
-            closed = [str(d) for d in self.data_dir.resolve().parents
-                      if not d.stat().st_mode & stat.S_IXOTH]
+            closed = [str(d) for d in _closed_folders(self.data_dir.resolve().parent)]
             if closed:
                 raise BrokerError(f"PostgreSQL runs as the user {user} (it refuses root), which "
                                   f"cannot enter {closed[0]}; choose a --data-dir whose folders "

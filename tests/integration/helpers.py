@@ -4,7 +4,6 @@ metrics endpoints, and a topic reader."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.cli.demo import terminate
 from stream.connectors.kafka import consumer
 from stream.settings import ENV_PREFIX, Settings
 
@@ -102,16 +102,7 @@ def running_worker(settings: Settings, log_path: Path) -> Iterator[WorkerProcess
             stop(process)
 
 
-def stop(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """SIGTERM (if still running), wait, SIGKILL after `timeout_s`; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+stop = terminate   # SIGTERM, wait, SIGKILL after the timeout: the exit code (the demo's own)
 
 
 @contextmanager
