@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import sklearn
 
+from models_onnx.training.catalogue import FAMILIES
 from models_onnx.training.common import Array, Row, write_json
 from models_onnx.training.estimators import DIM, INPUT_SCALE, SEED
 from models_onnx.training.head_onnx import OPSET
@@ -33,6 +34,13 @@ class Context:
     probe_rows: list[Row]
     probe_x: Array
     out: Path
+
+    @property
+    def encoder(self) -> str:
+        return self.corpora.cache.spec.version
+
+    def version(self, task: str, kind: str) -> str:
+        return FAMILIES[self.encoder].version(task, kind)
 
 
 def provenance(ctx: Context, files: Sequence[str], used: Sequence[str], pool: Pool,
@@ -61,20 +69,23 @@ def write_outputs(out: Path, task: str, labels: Sequence[str] | None, metrics: M
 
 def head_entry(task: str, version: str, path: Path, labels: Sequence[str], multi_label: bool,
                thresholds: Mapping[str, float], headline: Mapping[str, Any],
-               data: Mapping[str, str], *, reference: str | None = None, script: str = SCRIPT,
-               **extra: Any) -> ManifestEntry:
-    """The manifest entry of one head (paths relative to models_onnx/); `extra` fields go after
-    the thresholds."""
+               data: Mapping[str, str], *, encoder: str, reference: str | None = None,
+               script: str = SCRIPT, **extra: Any) -> ManifestEntry:
+    """The manifest entry of one head (paths relative to models_onnx/, the head's folder being
+    `path`'s); `encoder` is the embedding version it reads; `extra` fields go after the
+    thresholds."""
+    folder = path.parent.name
     fields: dict[str, Any] = {
+        "encoder": encoder,
         "inputs": {"embedding": f"float32[batch,{DIM}]"},
         "outputs": {"probabilities": f"float32[batch,{len(labels)}]"},
-        "labels": f"heads/{task}.labels.json", "multi_label": multi_label}
+        "labels": f"{folder}/{task}.labels.json", "multi_label": multi_label}
     if thresholds:
         fields["thresholds"] = dict(thresholds)
     fields.update(extra)
     fields.update({"english_only": True, "metrics": dict(headline),
-                   "reference": reference or f"heads/{task}.reference.json",
+                   "reference": reference or f"{folder}/{task}.reference.json",
                    "provenance": {"data": dict(data), "script": script, "seed": SEED,
                                   "split": SPLIT_RULE}})
     return ManifestEntry(task=task, version=version, kind="head", input="embedding",
-                         file=f"heads/{path.name}", sha256=sha256_of(path), fields=fields)
+                         file=f"{folder}/{path.name}", sha256=sha256_of(path), fields=fields)

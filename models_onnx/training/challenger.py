@@ -42,6 +42,7 @@ from models_onnx.training.pools import Corpora, Pool
 from models_onnx.training.selection import Selection, Selector, fit_final
 from stream.models.manifest import ManifestEntry, load_manifest, upsert_entry
 
+ENCODER = "minilm-l6-v2-int8-v1"
 TASK = "sentiment"
 STEM = "sentiment-mlp"  # file stem of metrics / reference, beside the champion's sentiment.*
 SCRIPT = "models_onnx/training/challenger.py"  # run as python -m models_onnx.training.challenger
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data, champion_sel, rejected = champion_choice(args.out)
     cfg = rejected["config"]
     version = f"{TASK}-minilm-{cfg['kind']}-v1"
-    cache = EmbeddingCache(threads=2)
+    cache = EmbeddingCache(threads=2, encoder=ENCODER)  # the champion's encoder, not the active
     probe_rows, probe_x = cache.lingua(args.data_dir)
     ctx = Context(Corpora(args.data_dir, cache), probe_rows, probe_x, args.out)
     sources = head.data[data]
@@ -124,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_outputs(args.out, TASK, None, metrics, reference, stem=STEM)
     entry = head_entry(TASK, version, path, head.labels, False, thresholds, metrics["headline"],
                        ctx.corpora.hashes([s.file for s in sources]),
-                       reference=f"heads/{STEM}.reference.json", script=SCRIPT)
+                       encoder=ctx.encoder, reference=f"heads/{STEM}.reference.json",
+                       script=SCRIPT)
     add_to_manifest(dataclasses.replace(entry, fields={**entry.fields,
                                                        "applies_to": ["comment"]}))
     print(json.dumps({"version": version, "dev": round(dev, 5), **metrics["headline"],

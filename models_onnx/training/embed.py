@@ -1,16 +1,17 @@
 """Embed the labelled corpora once with the runtime encoder and cache the vectors in /tmp.
 
 The vectors come from `stream.models.encoder.TextEncoder` on the manifest's active ``embedding``
-model, i.e. exactly what the worker computes. The text of a row is built like
-`stream.core.records.ContentEvent.model_text`: the non-empty stripped ``title`` and ``description``
-joined by ". " where the row has either, else ``text`` (the encoder truncates to 128 tokens).
-Variants add other fields (``title_publisher`` puts the iTunes publisher where a description
-would go).
+model (or the version given with ``--encoder``), i.e. exactly what the worker computes. The text of
+a row is built like `stream.core.records.ContentEvent.model_text`: the non-empty stripped ``title``
+and ``description`` joined by ". " where the row has either, else ``text`` (the encoder truncates
+to 128 tokens). Variants add other fields (``title_publisher`` puts the iTunes publisher where a
+description would go).
 
-Cache layout (never inside the repository): ``<cache>/<file stem>[.<variant>].npy`` holds a
-float32 [rows, 384] array in file order; the ``.json`` beside it records the dataset file's
-sha256, the encoder version and sha256, the variant and the row count. A cache whose record does
-not match the current file and encoder is recomputed.
+Cache layout (never inside the repository):
+``<cache>/<encoder version>/<file stem>[.<variant>].npy`` holds a float32 [rows, 384] array in
+file order; the ``.json`` beside it records the dataset file's sha256, the encoder version and
+sha256, the variant and the row count. A cache whose record does not match the current file and
+encoder is recomputed.
 
 Usage (from the repository root):
     .venv/bin/python -m models_onnx.training.embed [--data-dir DIR] [FILE ...]
@@ -90,10 +91,11 @@ def lingua_sample(rows: Sequence[Row]) -> list[int]:
 class EmbeddingCache:
     """Row-aligned embeddings of dataset files, computed on first use and cached on disk."""
 
-    def __init__(self, cache_dir: Path = CACHE_DIR, threads: int = 2) -> None:
-        self.cache_dir = cache_dir
+    def __init__(self, cache_dir: Path = CACHE_DIR, threads: int = 2,
+                 encoder: str | None = None) -> None:
+        self.spec = load_manifest(Settings().manifest_path).resolve("embedding", encoder)
+        self.cache_dir = cache_dir / self.spec.version
         self.threads = threads
-        self.spec = load_manifest(Settings().manifest_path).resolve("embedding")
         self._encoder: TextEncoder | None = None
 
     @property
@@ -181,9 +183,10 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encoder", help="embedding model version (default: the active one)")
     parser.add_argument("files", nargs="*", help="file names (default: all the heads use)")
     args = parser.parse_args()
-    cache = EmbeddingCache(args.cache_dir, threads=args.threads)
+    cache = EmbeddingCache(args.cache_dir, threads=args.threads, encoder=args.encoder)
     for name in args.files or list(CORPORA):
         for variant in CORPORA.get(name, ("default",)):
             started = time.monotonic()

@@ -26,9 +26,11 @@ Protocol, fixed before anything is tuned (see `models_onnx.training.splits`):
     validation split of the target corpus; those are the reported numbers. The ONNX graph
     must reproduce scikit-learn's probabilities on it within 1e-4 or the script fails.
 
-Writes models_onnx/heads/: <version>.onnx, <task>.labels.json, <task>.metrics.json,
-<task>.reference.json (10-bin score histograms for drift monitoring) and manifest_entries.json
-(entries for models_onnx/manifest.json; with --only, the other tasks' entries are kept).
+Writes models_onnx/<family folder>/ (``heads`` for the MiniLM v1 heads, ``heads-e5`` for the
+e5-small-v2 v2 heads; `catalogue.FAMILIES`): <version>.onnx, <task>.labels.json,
+<task>.metrics.json, <task>.reference.json (10-bin score histograms for drift monitoring) and
+manifest_entries.json (entries for models_onnx/manifest.json; with --only, the other tasks' entries
+are kept).
 
 The modules, in the order a run uses them: `catalogue` (what each head is trained on), `pools`
 (rows, splits, embeddings), `estimators` and `selection` (fit, cross-validate, choose, threshold),
@@ -36,7 +38,7 @@ The modules, in the order a run uses them: `catalogue` (what each head is traine
 head end to end), `artefacts` (output files, manifest entries).
 
 Usage (from the repository root):
-    .venv/bin/python -m models_onnx.training.heads [--data-dir DIR] [--only TASK]
+    .venv/bin/python -m models_onnx.training.heads [--encoder VERSION] [--only TASK]
 """
 
 from __future__ import annotations
@@ -51,8 +53,14 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from models_onnx.training.artefacts import Context
-from models_onnx.training.catalogue import emotion_head, sentiment_head, spam_head, topic_head
-from models_onnx.training.common import DATA_DIR, HEADS_DIR, write_json
+from models_onnx.training.catalogue import (
+    FAMILIES,
+    emotion_head,
+    sentiment_head,
+    spam_head,
+    topic_head,
+)
+from models_onnx.training.common import DATA_DIR, MODELS_DIR, write_json
 from models_onnx.training.embed import EmbeddingCache
 from models_onnx.training.pools import Corpora
 from models_onnx.training.safety import train_safety
@@ -73,7 +81,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--only", choices=sorted(HEADS), action="append",
                         help="train only this head (repeatable); other manifest entries stay")
-    parser.add_argument("--out", type=Path, default=HEADS_DIR)
+    parser.add_argument("--encoder", choices=sorted(FAMILIES),
+                        help="train on this embedding version (default: the active one)")
+    parser.add_argument("--out", type=Path, help="output folder (default: the encoder's "
+                        "family folder under models_onnx/, e.g. heads-e5)")
     parser.add_argument("--threads", type=int, default=2, help="encoder threads (cache misses)")
     return parser.parse_args(argv)
 
@@ -89,16 +100,17 @@ def merge_entries(path: Path, new: Sequence[ManifestEntry]) -> list[ManifestEntr
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    cache = EmbeddingCache(threads=args.threads)
+    cache = EmbeddingCache(threads=args.threads, encoder=args.encoder)
+    out = args.out or MODELS_DIR / FAMILIES[cache.spec.version].folder
     probe_rows, probe_x = cache.lingua(args.data_dir)
-    args.out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(Corpora(args.data_dir, cache), probe_rows, probe_x, args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(Corpora(args.data_dir, cache), probe_rows, probe_x, out)
     entries = []
     with threadpool_limits(1):
         for task in args.only or list(HEADS):
             entries.append(HEADS[task](ctx))
             print(json.dumps({"task": task, **entries[-1].fields["metrics"]}), flush=True)
-    manifest = args.out / "manifest_entries.json"
+    manifest = out / "manifest_entries.json"
     write_json(manifest, [e.to_json() for e in merge_entries(manifest, entries)])
     print(f"done in {time.monotonic() - started:.0f}s", flush=True)
     return 0

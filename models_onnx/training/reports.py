@@ -27,7 +27,8 @@ REFERENCES: dict[str, dict[str, Any]] = {
 REFERENCE_NOTE = (
     "Published numbers: Barbieri et al., TweetEval (Findings of EMNLP 2020), on the official "
     "TweetEval test sets, models trained on the full official training sets. Ours: a head on "
-    "frozen all-MiniLM-L6-v2 embeddings, trained on the training part of this project's copy "
+    "frozen sentence embeddings (the encoder is named in provenance), trained on the training "
+    "part of this project's copy "
     "(about 60 % of TweetEval's validation + test sets), scored on our own held-back 20 % of it; "
     "not the same test set, and far less training data.")
 COLUMN = {"macro_f1": 2, "macro_recall": 1}  # in per_label's (precision, recall, f1)

@@ -145,7 +145,7 @@ def train_safety(ctx: Context) -> ManifestEntry:
     items = [train_safety_label(label, sources, ctx) for label, sources in SAFETY.items()]
     labels = [it.label for it in items]
     kind = "mlp" if any(it.sel.config["kind"] == "mlp" for it in items) else "lr"
-    version = f"safety-minilm-{kind}-v1"
+    version = ctx.version("safety", kind)
     path = ctx.out / f"{version}.onnx"
     check = export_safety(items, version, path)
     thresholds = {it.label: it.threshold["threshold"] for it in items}
@@ -156,7 +156,7 @@ def train_safety(ctx: Context) -> ManifestEntry:
                                                 "val": int(it.pool.is_val.sum())} for it in items}
     write_outputs(ctx.out, "safety", labels, metrics, safety_reference(items, thresholds))
     return head_entry("safety", version, path, labels, True, thresholds,
-                      metrics["headline"], ctx.corpora.hashes(files),
+                      metrics["headline"], ctx.corpora.hashes(files), encoder=ctx.encoder,
                       branches={it.label: it.sel.config for it in items},
                       threshold_rule=THRESHOLD_RULE)
 

@@ -132,7 +132,7 @@ def train_single(head: Head, ctx: Context) -> ManifestEntry:
     sel = selector.run()
     pool = selector.pools[sel.data]
     model, p_val = fit_final(pool, sel.config)
-    version = f"{head.task}-minilm-{sel.config['kind']}-v1"
+    version = ctx.version(head.task, sel.config["kind"])
     thr_info = head_thresholds(head, pool, sel.oof)
     thresholds = {k: v["threshold"] for k, v in thr_info.items()}
     path = ctx.out / f"{version}.onnx"
@@ -147,4 +147,4 @@ def train_single(head: Head, ctx: Context) -> ManifestEntry:
                                f"{head.data[sel.data][0].file} ({len(p_val)} rows)")
     write_outputs(ctx.out, head.task, head.labels, metrics, reference)
     return head_entry(head.task, version, path, head.labels, False, thresholds,
-                      metrics["headline"], ctx.corpora.hashes(used))
+                      metrics["headline"], ctx.corpora.hashes(used), encoder=ctx.encoder)

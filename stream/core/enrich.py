@@ -8,6 +8,13 @@ Content-type routing: each head runs (once per batch) on the items of the conten
 trained for (``applies_to`` in its manifest entry): topic on shows, episodes and audiobooks;
 sentiment, emotion and spam on comments; safety on everything.
 
+Encoder binding: a head's manifest entry names the ``encoder`` version whose embeddings it was
+trained on. A champion head must read the champion encoder (else a ConfigError at start). When
+another encoder is chosen (``--model embedding=...`` in replay or eval) and a task's version is not
+named, that task runs the first listed head trained on the chosen encoder, so choosing the v1
+encoder replays the whole v1 suite. A challenger head that reads another encoder gets that encoder loaded beside it, so a new encoder
+and its heads can shadow today's before they are promoted.
+
 Language routing: the encoder and heads are English-only. They still run on every text (one call
 per batch either way), but when the language model is confident the text is not English
 (``NON_ENGLISH_CONFIDENCE``; ``SHORT_TEXT_CONFIDENCE`` for short texts), their signals carry
@@ -26,9 +33,11 @@ import numpy as np
 
 from stream.core.outputs import Signal, Signals
 from stream.core.records import ContentEvent
+from stream.errors import ConfigError
+from stream.models.encoder import TextEncoder
 from stream.models.heads import BatchView
 from stream.models.kinds import Classifier, load_classifier, load_encoder
-from stream.models.manifest import Manifest
+from stream.models.manifest import Manifest, ModelSpec
 from stream.settings import Settings
 
 EMBEDDING_TASK = "embedding"
@@ -71,16 +80,23 @@ class Enricher:
                  challengers: Mapping[str, str] | None = None) -> None:
         versions = versions or {}
         threads, spinning = settings.model_threads, settings.model_spinning
-        self.encoder = load_encoder(
-            manifest.resolve(EMBEDDING_TASK, versions.get(EMBEDDING_TASK)), threads=threads,
-            spinning=spinning, bucket_size=settings.encoder_bucket_size)
-        specs = [manifest.resolve(task, versions.get(task))
+        def encoder(version: str | None) -> TextEncoder:
+            return load_encoder(manifest.resolve(EMBEDDING_TASK, version), threads=threads,
+                                spinning=spinning, bucket_size=settings.encoder_bucket_size)
+
+        self.encoder = encoder(versions.get(EMBEDDING_TASK))
+        specs = [champion(manifest, task, versions.get(task), self.encoder.version)
                  for task in manifest.active if task != EMBEDDING_TASK]
         self.classifiers = [load_classifier(spec, threads=threads, spinning=spinning)
                             for spec in specs]
-        self.challengers = [load_classifier(manifest.resolve(task, version), threads=threads,
-                                            spinning=spinning)
-                            for task, version in (challengers or {}).items()]
+        shadow_specs = [manifest.resolve(task, version)
+                        for task, version in (challengers or {}).items()]
+        self.challengers = [(load_classifier(spec, threads=threads, spinning=spinning),
+                             reads_encoder(spec) or self.encoder.version)
+                            for spec in shadow_specs]
+        self.shadow_encoders = {version: encoder(version)
+                                for _, version in self.challengers
+                                if version != self.encoder.version}
 
     @property
     def versions(self) -> dict[str, str]:
@@ -101,26 +117,43 @@ class Enricher:
         embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
         batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
         per_item = self._run(self.classifiers, batch, timings)
-        shadows = self._run(self.challengers, batch, timings)
+        shadows = self._shadow(batch, per_item, timings)
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
             result[i] = Enrichment(embedding=batch.embeddings[row], signals=per_item[row],
                                    shadow=shadows[row])
         return result
 
+    def _shadow(self, batch: BatchView, champions: list[dict[str, Signal]],
+                timings: ModelTimings | None) -> list[dict[str, Signal]]:
+        """The challengers, each on the embeddings of the encoder it reads; the champions'
+        language decides which of their signals are unreliable."""
+        views = {self.encoder.version: batch}
+        for version, encoder in self.shadow_encoders.items():
+            vectors = timed(timings, EMBEDDING_TASK, version, partial(encoder.encode, batch.texts))
+            views[version] = BatchView(batch.texts, batch.content_types, vectors)
+        shadows: list[dict[str, Signal]] = [{} for _ in batch.texts]
+        for version, view in views.items():
+            models = [model for model, reads in self.challengers if reads == version]
+            for row, signals in enumerate(self._run(models, view, timings, champions)):
+                shadows[row].update(signals)
+        return shadows
+
     @staticmethod
-    def _run(models: Sequence[Classifier], batch: BatchView,
-             timings: ModelTimings | None) -> list[dict[str, Signal]]:
+    def _run(models: Sequence[Classifier], batch: BatchView, timings: ModelTimings | None,
+             known: Sequence[Signals] | None = None) -> list[dict[str, Signal]]:
         """Each model once on the batch, language first: an English-only model's signal on a
-        text the language model calls non-English is marked unreliable (and flags nothing)."""
+        text the language model (of this run, else of `known`) calls non-English is marked
+        unreliable (and flags nothing)."""
         per_item: list[dict[str, Signal]] = [{} for _ in batch.texts]
         english: list[bool] | None = None
         for model in sorted(models, key=lambda m: m.task != LANGUAGE_TASK):
             classified = timed(timings, model.task, model.version, partial(model.classify, batch))
             for row, signal in classified:
                 if model.contract.english_only:
-                    english = english or [is_english(s, len(text))
-                                          for s, text in zip(per_item, batch.texts, strict=True)]
+                    english = english or [
+                        is_english({**(known[i] if known else {}), **s}, len(text))
+                        for i, (s, text) in enumerate(zip(per_item, batch.texts, strict=True))]
                     signal = signal if english[row] else signal.unreliable()
                 per_item[row][model.task] = signal
         return per_item
@@ -134,3 +167,23 @@ def is_english(signals: Signals, text_length: int) -> bool:
         return True
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
     return language.score < needed
+
+
+def reads_encoder(spec: ModelSpec) -> str | None:
+    """The embedding version a head was trained on (None: a model that reads text)."""
+    version = spec.extra("encoder")
+    return str(version) if version else None
+
+
+def champion(manifest: Manifest, task: str, version: str | None, encoder: str) -> ModelSpec:
+    """The model `task` runs beside `encoder`: `version` if named (it must read that encoder),
+    else the active one if it does, else the first listed one trained on that encoder."""
+    spec = manifest.resolve(task, version)
+    if reads_encoder(spec) in (None, encoder):
+        return spec
+    on_it = [s.version for s in manifest.models if s.task == task and reads_encoder(s) == encoder]
+    if version is None and on_it:
+        return manifest.resolve(task, on_it[0])
+    raise ConfigError(f"{task}@{spec.version} reads embeddings of {reads_encoder(spec)}, but the "
+                      f"encoder is {encoder}: choose a {task} model trained on it "
+                      f"({', '.join(on_it) or 'none is listed'})")

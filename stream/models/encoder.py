@@ -3,7 +3,8 @@
 Texts are tokenised without padding, sorted by token count and cut into buckets of at most
 ``bucket_size``; each bucket is padded to its own longest text (not to ``max_length``) and encoded
 with one `OnnxModel.run`. A batch no larger than ``bucket_size`` is one call. Pooling and L2
-normalisation are inside the graph, so the output rows are unit vectors.
+normalisation are inside the graph, so the output rows are unit vectors. An entry's ``text_prefix``
+(e5's ``query: ``) is put before every text, as the model was trained.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TextEncoder:
         self.spec = spec
         self.version = spec.version
         self.bucket_size = bucket_size
+        self.prefix = str(spec.extra("text_prefix", ""))
         self.tokenizer = load_tokenizer(spec)
         self.model = OnnxModel(spec.file, spec.sha256, threads=threads, spinning=spinning)
         self.model.require(inputs=INPUTS, outputs=(OUTPUT,))
@@ -53,7 +55,7 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        encodings = self.tokenizer.encode_batch(list(texts))
+        encodings = self.tokenizer.encode_batch([self.prefix + t for t in texts])
         lengths = [len(e.ids) for e in encodings]
         for bucket in length_buckets(lengths, self.bucket_size):
             width = max(lengths[i] for i in bucket)

@@ -57,6 +57,15 @@ class ClassifierSpec:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     english_only: bool = False
     applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
+    # A label that only means something for some content types (safety's ``explicit`` is a
+    # feed's self-declared flag) is scored everywhere but flagged only on those.
+    label_applies_to: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def thresholds_for(self, content_type: str | None) -> dict[str, float]:
+        """The thresholds that can flag an item of `content_type` (None: all of them)."""
+        return {label: t for label, t in self.thresholds.items()
+                if content_type is None or content_type in self.label_applies_to.get(
+                    label, self.applies_to)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,24 +111,30 @@ class HeadModel:
             multi_label=bool(spec.extra("multi_label", False)),
             thresholds={k: float(v) for k, v in spec.extra("thresholds", {}).items()},
             english_only=bool(spec.extra("english_only", True)),
-            applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)))
-        unknown = set(self.contract.thresholds) - set(labels)
+            applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)),
+            label_applies_to={label: frozenset(types) for label, types
+                              in spec.extra("label_applies_to", {}).items()})
+        unknown = (set(self.contract.thresholds) | set(self.contract.label_applies_to)) - set(
+            labels)
         if unknown:
-            raise ModelFileError(f"{spec.task}@{spec.version} has thresholds for unknown "
-                                 f"labels {sorted(unknown)}")
+            raise ModelFileError(f"{spec.task}@{spec.version} has thresholds or label_applies_to "
+                                 f"for unknown labels {sorted(unknown)}")
         self.task, self.version = spec.task, spec.version
         self.model = _checked_model(spec, ("embedding",), len(labels), threads, spinning)
 
-    def predict(self, embeddings: np.ndarray) -> list[Signal]:
+    def predict(self, embeddings: np.ndarray,
+                content_types: Sequence[str | None] | None = None) -> list[Signal]:
         if embeddings.shape[0] == 0:
             return []
         probs = self.model.run({"embedding": embeddings.astype(np.float32)})[PROBABILITIES]
-        return [head_signal(row, self.contract) for row in probs]
+        types = content_types or [None] * len(probs)
+        return [head_signal(row, self.contract, t) for row, t in zip(probs, types, strict=True)]
 
     def classify(self, batch: BatchView) -> list[tuple[int, Signal]]:
         """(row, signal) for the items of the content types this head applies to."""
         rows = [r for r, t in enumerate(batch.content_types) if t in self.contract.applies_to]
-        return list(zip(rows, self.predict(batch.embeddings[rows]), strict=True))
+        types = [batch.content_types[r] for r in rows]
+        return list(zip(rows, self.predict(batch.embeddings[rows], types), strict=True))
 
 
 def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> Signal:
@@ -127,12 +142,14 @@ def top_label(row: np.ndarray, labels: Sequence[str], version: str) -> Signal:
     return Signal(label=labels[best], score=round(float(row[best]), 6), model=version)
 
 
-def head_signal(row: np.ndarray, head: ClassifierSpec) -> Signal:
+def head_signal(row: np.ndarray, head: ClassifierSpec, content_type: str | None = None) -> Signal:
     """One item's signal. Single-label: the arg-max, unless a thresholded label (e.g. spam)
-    reaches its threshold. Multi-label: every label at or over its threshold is flagged, the
-    signal's label is the highest of those (or ``none``)."""
+    reaches its threshold. Multi-label: every label at or over its threshold is flagged (of
+    those that apply to `content_type`), the signal's label is the highest of those (or
+    ``none``)."""
     scores = {label: round(float(p), 6) for label, p in zip(head.labels, row, strict=True)}
-    over = [label for label, t in head.thresholds.items() if scores[label] >= t]
+    over = [label for label, t in head.thresholds_for(content_type).items()
+            if scores[label] >= t]
     if head.multi_label:
         label = max(over, key=scores.__getitem__) if over else "none"
         score = scores[label] if over else max(scores.values())

@@ -12,7 +12,7 @@ import pytest
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
 from stream.errors import ConfigError, ModelContractError, ModelFileError
-from stream.models.heads import HeadModel, LanguageModel
+from stream.models.heads import ClassifierSpec, HeadModel, LanguageModel, head_signal
 from stream.models.manifest import Manifest, load_manifest
 from stream.models.onnx_session import OnnxModel
 from stream.settings import Settings
@@ -85,7 +85,8 @@ def test_encoder_matches_the_reference_embeddings_recorded_at_export(
     manifest: Manifest, settings: Settings
 ) -> None:
     spec = manifest.resolve("embedding")
-    reference = orjson.loads((spec.file.parent / "reference_embeddings.json").read_bytes())
+    reference = orjson.loads(spec.resolve_path(
+        spec.extra("reference_embeddings", "encoder/reference_embeddings.json")).read_bytes())
     texts = [item["text"] for item in reference["texts"]]
     expected = np.asarray([item["embedding"] for item in reference["texts"]], dtype=np.float32)
     encoder = build_pipeline(settings).enricher.encoder
@@ -136,3 +137,22 @@ def test_the_language_model_names_75_iso_codes(pipeline: Pipeline) -> None:
     [german, english] = language.predict(["Das ist ein ganz normaler deutscher Satz.",
                                           "This is a perfectly ordinary English sentence."])
     assert (german.label, english.label) == ("de", "en")
+
+
+def test_a_label_for_some_content_types_is_scored_everywhere_but_flagged_only_there() -> None:
+    spec = ClassifierSpec("safety", "v", ("offensive", "hate", "explicit"), multi_label=True,
+                          thresholds={"offensive": 0.5, "hate": 0.5, "explicit": 0.5},
+                          label_applies_to={"explicit": frozenset({"show", "episode"})})
+    row = np.asarray([0.7, 0.1, 0.9], dtype=np.float32)
+    on_comment, on_show = head_signal(row, spec, "comment"), head_signal(row, spec, "show")
+    assert on_comment.flagged == ("offensive",) and on_comment.label == "offensive"
+    assert on_comment.scores is not None and on_comment.scores["explicit"] == pytest.approx(0.9)
+    assert on_show.flagged == ("explicit", "offensive") and on_show.label == "explicit"
+    assert head_signal(row, spec).flagged == ("explicit", "offensive")  # no type: all labels
+
+
+def test_the_shipped_safety_heads_flag_explicit_only_on_catalogue_items(
+        manifest: Manifest) -> None:
+    for spec in (s for s in manifest.models if s.task == "safety"):
+        head = HeadModel(spec, threads=1)
+        assert "comment" not in head.contract.label_applies_to["explicit"], spec.version

