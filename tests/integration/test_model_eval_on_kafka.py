@@ -23,7 +23,8 @@ from tests.integration.helpers import collect, running_worker, values
 
 pytestmark = pytest.mark.integration
 
-CHALLENGER = "sentiment-minilm-mlp-v1"
+CHALLENGER = "sentiment-minilm-mlp-v1"  # a v1 head: the worker also loads v1's encoder for it
+CHALLENGER_ENCODER = "minilm-l6-v2-int8-v1"
 T0 = "2026-01-05T10:{:02d}:{:02d}Z"  # fixed event times: windows use event time
 
 COMMENTS = [
@@ -67,8 +68,10 @@ def eval_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 
 def challenger_labels(settings: Settings, events: list[dict[str, Any]]) -> list[str]:
-    """The challenger run as the sentiment model of a local pipeline, all texts in one batch."""
-    pipeline = build_pipeline(settings.replace(challengers=""), versions={"sentiment": CHALLENGER})
+    """The challenger run as the sentiment model of a local pipeline (on the encoder it was
+    trained on), all texts in one batch."""
+    pipeline = build_pipeline(settings.replace(challengers=""),
+                              versions={"embedding": CHALLENGER_ENCODER, "sentiment": CHALLENGER})
     parsed = [pipeline.validate(orjson.dumps(e)) for e in events]
     assert all(isinstance(p, ContentEvent) for p in parsed)
     enriched = pipeline.enricher.enrich(parsed)  # type: ignore[arg-type]
