@@ -35,7 +35,6 @@ _LONGEST_TABLE = "model-eval-windows"            # stream.worker.app.EVAL_TABLE_
 _MAX_WAIT_S = 86_400.0                            # a day: larger waits are typos
 _SPARK_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|spark://\S+|yarn|k8s://\S+|mesos://\S+")
 _INDEX_KINDS = ("usearch", "exact", "pgvector")   # the registry: stream.similarity.kinds
-NEAR_DUPLICATE_THRESHOLD = 0.8   # stream/similarity/calibration.json (signals similar --calibrate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +92,9 @@ class Settings:
     similarity_index: str = "usearch"  # usearch | exact | pgvector (stream.similarity.kinds)
     similarity_dsn: str = field(default="", repr=False)  # pgvector: postgresql://... (libpq)
     similarity_table: str = "content_embeddings"
-    # calibrated on labelled pairs: stream/similarity/calibration.json (signals similar --calibrate)
-    near_duplicate_threshold: float = NEAR_DUPLICATE_THRESHOLD
+    # None: the encoder's own, calibrated on labelled pairs and kept in its manifest entry
+    # (`signals similar --calibrate --record`; stream.similarity.calibration.shipped_threshold)
+    near_duplicate_threshold: float | None = None
     related_k: int = 10
 
     @property
@@ -194,8 +194,8 @@ class Settings:
                      "postgresql://... (`signals db start` prints one)")
         _require(self.similarity_table.isidentifier(),
                  f"SIGNALS_SIMILARITY_TABLE={self.similarity_table!r}; use letters, digits and _")
-        _require(math.isfinite(self.near_duplicate_threshold)
-                 and -1.0 <= self.near_duplicate_threshold <= 1.0,
+        _require(self.near_duplicate_threshold is None
+                 or -1.0 <= self.near_duplicate_threshold <= 1.0,
                  f"SIGNALS_NEAR_DUPLICATE_THRESHOLD={self.near_duplicate_threshold}; use a cosine "
                  "in [-1, 1]")
         _require(self.related_k >= 0, f"SIGNALS_RELATED_K={self.related_k}; it must be >= 0")
@@ -256,6 +256,10 @@ def _field_type(cls: type[Settings], name: str) -> Any:
 def _coerce(name: str, type_name: Any, raw: Any, source: str) -> Any:
     """Convert a string (or CLI value) to the field's type, or say what is wrong with it."""
     kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", "str")
+    if kind.endswith(" | None") and isinstance(raw, str):
+        if not raw.strip():
+            return None                      # an empty value: the default's meaning
+        kind = kind.removesuffix(" | None")
     if not isinstance(raw, str):
         return Path(raw) if kind == "Path" else raw
     try:

@@ -12,8 +12,9 @@ Encoder binding: a head's manifest entry names the ``encoder`` version whose emb
 trained on. A champion head must read the champion encoder (else a ConfigError at start). When
 another encoder is chosen (``--model embedding=...`` in replay or eval) and a task's version is not
 named, that task runs the first listed head trained on the chosen encoder, so choosing the v1
-encoder replays the whole v1 suite. A challenger head that reads another encoder gets that encoder loaded beside it, so a new encoder
-and its heads can shadow today's before they are promoted.
+encoder replays the whole v1 suite (`Manifest.resolve_beside`). A challenger head that reads
+another encoder gets that encoder loaded beside it, so a new encoder and its heads can shadow
+today's before they are promoted.
 
 Language routing: the encoder and heads are English-only. They still run on every text (one call
 per batch either way), but when the language model is confident the text is not English
@@ -33,11 +34,10 @@ import numpy as np
 
 from stream.core.outputs import Signal, Signals
 from stream.core.records import ContentEvent
-from stream.errors import ConfigError
 from stream.models.encoder import TextEncoder
 from stream.models.heads import BatchView
 from stream.models.kinds import Classifier, load_classifier, load_encoder
-from stream.models.manifest import Manifest, ModelSpec
+from stream.models.manifest import Manifest, reads_encoder
 from stream.settings import Settings
 
 EMBEDDING_TASK = "embedding"
@@ -85,7 +85,7 @@ class Enricher:
                                 spinning=spinning, bucket_size=settings.encoder_bucket_size)
 
         self.encoder = encoder(versions.get(EMBEDDING_TASK))
-        specs = [champion(manifest, task, versions.get(task), self.encoder.version)
+        specs = [manifest.resolve_beside(task, versions.get(task), self.encoder.version)
                  for task in manifest.active if task != EMBEDDING_TASK]
         self.classifiers = [load_classifier(spec, threads=threads, spinning=spinning)
                             for spec in specs]
@@ -168,22 +168,3 @@ def is_english(signals: Signals, text_length: int) -> bool:
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
     return language.score < needed
 
-
-def reads_encoder(spec: ModelSpec) -> str | None:
-    """The embedding version a head was trained on (None: a model that reads text)."""
-    version = spec.extra("encoder")
-    return str(version) if version else None
-
-
-def champion(manifest: Manifest, task: str, version: str | None, encoder: str) -> ModelSpec:
-    """The model `task` runs beside `encoder`: `version` if named (it must read that encoder),
-    else the active one if it does, else the first listed one trained on that encoder."""
-    spec = manifest.resolve(task, version)
-    if reads_encoder(spec) in (None, encoder):
-        return spec
-    on_it = [s.version for s in manifest.models if s.task == task and reads_encoder(s) == encoder]
-    if version is None and on_it:
-        return manifest.resolve(task, on_it[0])
-    raise ConfigError(f"{task}@{spec.version} reads embeddings of {reads_encoder(spec)}, but the "
-                      f"encoder is {encoder}: choose a {task} model trained on it "
-                      f"({', '.join(on_it) or 'none is listed'})")

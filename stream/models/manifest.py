@@ -101,6 +101,27 @@ class Manifest:
         known = sorted(s.version for s in self.models if s.task == task)
         raise ConfigError(f"unknown {task} model version {wanted!r}; {self.path} lists {known}")
 
+    def resolve_beside(self, task: str, version: str | None, encoder: str) -> ModelSpec:
+        """The model `task` runs beside the embedding version `encoder`: `version` if named (it
+        must read that encoder), else the active one if it does, else the first listed one
+        trained on it; a ConfigError that lists the choices otherwise."""
+        spec = self.resolve(task, version)
+        if reads_encoder(spec) in (None, encoder):
+            return spec
+        on_it = [s.version for s in self.models if s.task == task and reads_encoder(s) == encoder]
+        if version is None and on_it:
+            return self.resolve(task, on_it[0])
+        raise ConfigError(f"{task}@{spec.version} reads embeddings of {reads_encoder(spec)}, "
+                          f"but the encoder is {encoder}: choose a {task} model trained on it "
+                          f"({', '.join(on_it) or 'none is listed'})")
+
+
+def reads_encoder(spec: ModelSpec) -> str | None:
+    """The embedding version a head was trained on (its entry's ``encoder``; None for a model
+    that reads text)."""
+    version = spec.extra("encoder")
+    return str(version) if version else None
+
 
 def load_manifest(path: Path) -> Manifest:
     try:
@@ -142,6 +163,18 @@ def upsert_entry(path: Path, entry: ManifestEntry, *, activate: bool,
         active[entry.task] = entry.version
     write_json(path, {**manifest, "format": manifest.get("format", FORMAT), "models": models,
                       "active": active})
+
+
+def replace_entry(path: Path, entry: ManifestEntry) -> None:
+    """Rewrite the entry of `entry`'s version in the manifest at `path` where it stands (a
+    ConfigError if it is not listed); everything else is kept."""
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    models = manifest.get("models", [])
+    at = next((i for i, m in enumerate(models) if m.get("version") == entry.version), None)
+    if at is None:
+        raise ConfigError(f"{path} lists no model version {entry.version!r}")
+    models[at] = entry.to_json()
+    write_json(path, manifest)
 
 
 def parse_task_versions(pairs: Iterable[str], what: str) -> dict[str, str]:

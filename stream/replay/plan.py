@@ -161,12 +161,15 @@ def parse_model_overrides(items: Iterable[str]) -> dict[str, str]:
 
 
 def resolve_versions(manifest: Manifest, overrides: Mapping[str, str]) -> dict[str, str]:
-    """Task → version for every active task, with `overrides`; unknown names are errors."""
+    """Task → version for every active task, with `overrides`; unknown names are errors. A head
+    not named runs the version trained on the chosen encoder (`Manifest.resolve_beside`)."""
     unknown = sorted(set(overrides) - set(manifest.active))
     if unknown:
         raise ConfigError(f"unknown model task {unknown[0]!r}; {manifest.path} has tasks "
                           f"{sorted(manifest.active)}")
-    return {task: manifest.resolve(task, overrides.get(task)).version
+    encoder = manifest.resolve("embedding", overrides.get("embedding")).version
+    return {task: encoder if task == "embedding" else
+            manifest.resolve_beside(task, overrides.get(task), encoder).version
             for task in manifest.active}
 
 

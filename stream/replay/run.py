@@ -40,6 +40,7 @@ from stream.replay.sinks import FileSink, KafkaSink, NullSink, Outputs, ReplaySi
 from stream.replay.sources import Ranges, Source, SourceBatch, open_source
 from stream.replay.state import Checkpoint, ReplayCounts, save_checkpoint
 from stream.settings import Settings
+from stream.similarity.calibration import shipped_threshold
 from stream.similarity.kinds import open_index
 from stream.similarity.signals import index_batch
 from stream.windows.aggregator import WindowAggregator
@@ -147,6 +148,8 @@ class Processor:
             self.validate = self.pipeline.validate
         self.windows = ReplayWindows(plan, windows_store) if windows_store is not None else None
         self.index = open_index(plan.settings) if plan.request.index else None
+        self.threshold = (shipped_threshold(plan.settings, plan.versions.get("embedding"))
+                          if self.index is not None else 0.0)
         self.settings = plan.settings
 
     def process(self, messages: list[RawMessage]) -> tuple[Outputs, ReplayCounts]:
@@ -169,7 +172,7 @@ class Processor:
         upserts by content id, so re-applying a batch (a resumed run) changes nothing."""
         if self.index is None:
             return 0
-        index_batch(self.index, embeddings, threshold=self.settings.near_duplicate_threshold,
+        index_batch(self.index, embeddings, threshold=self.threshold,
                     related_k=0)
         return len(embeddings)
 

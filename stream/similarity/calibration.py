@@ -2,7 +2,10 @@
 
 Nothing is copied into the repository: `build_pairs` derives the set at run time from
 ``../shared/datasets`` (`CORPORA`) and only the numbers (threshold, metrics, provenance) are kept,
-in ``stream/similarity/calibration.json``.
+in a report beside the encoder (``models_onnx/encoder/<version>.near_duplicates.json``), and the
+threshold in the encoder's manifest entry (``near_duplicate_threshold``): cosines of one encoder
+mean nothing for another (MiniLM-L6's copies sit above 0.80, e5-small's unrelated same-topic
+texts already reach 0.85), so each encoder carries its own.
 
 * **Positives** are an original text and an edited copy of it, with the edits re-posters make
   (`EDITS`): typos, case, punctuation, appended hashtags, an appended URL, a copy under another
@@ -30,6 +33,28 @@ from typing import Any
 
 import numpy as np
 import orjson
+
+from stream.errors import ConfigError
+from stream.models.manifest import load_manifest
+from stream.settings import Settings
+
+THRESHOLD_KEY = "near_duplicate_threshold"   # in an encoder's manifest entry
+REPORT_KEY = "near_duplicate_calibration"     # the report's path, relative to models_onnx/
+
+
+def shipped_threshold(settings: Settings, encoder: str | None = None) -> float:
+    """SIGNALS_NEAR_DUPLICATE_THRESHOLD when set, else the calibrated threshold of `encoder`
+    (default: the active one) from its manifest entry."""
+    if settings.near_duplicate_threshold is not None:
+        return settings.near_duplicate_threshold
+    spec = load_manifest(settings.manifest_path).resolve("embedding", encoder)
+    value = spec.extra(THRESHOLD_KEY)
+    if not isinstance(value, int | float):
+        raise ConfigError(f"encoder {spec.version} has no calibrated {THRESHOLD_KEY} in "
+                          f"{settings.manifest_path}; run `signals similar --calibrate --record` "
+                          "or set SIGNALS_NEAR_DUPLICATE_THRESHOLD")
+    return float(value)
+
 
 # At most this share of items may be flagged against their nearest *different* item of the same
 # label: the near_duplicate signal compares each item with its nearest earlier one, so this is

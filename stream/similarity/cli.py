@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stream.cli.types import positive_int
 from stream.errors import ConfigError, InputFileError
+from stream.models.manifest import ManifestEntry, ModelSpec, replace_entry
 from stream.paths import CHECKOUT, STATE_ROOT
 from stream.settings import Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
-CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 DESCRIPTION = """\
 Query the similarity index: QUERY is a content id already indexed (its own vector is used and it
@@ -30,7 +31,10 @@ kinds (usearch, exact) are rebuilt from the compacted topic content.embeddings.v
 SIGNALS_SIMILARITY_INDEX=pgvector the database is queried directly.
 
 --calibrate instead derives labelled near-duplicate pairs from the shared corpora, chooses the
-threshold and reports precision and recall on a held-out half (--out writes the JSON).
+threshold and reports precision and recall on a held-out half, for the active encoder (--out
+writes the JSON; --record writes it beside the encoder as models_onnx/encoder/<version>.
+near_duplicates.json and puts the threshold into the encoder's manifest entry, which is where
+the worker, replay and the rebuild read it).
 
 Exit status: 0 done, 2 bad arguments or input (``error: ...``).
 """
@@ -57,6 +61,8 @@ def add_similar(sub: Any, connection: AddOptions) -> None:
                      help="originals per content kind that get edited copies")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--out", type=Path, help="write the calibration JSON here")
+    cal.add_argument("--record", action="store_true",
+                     help="ship it: the report beside the encoder, the threshold in its entry")
     connection(parser)
     parser.set_defaults(run=run_similar)
 
@@ -110,7 +116,7 @@ def run_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
     from stream.bench.similarity import encode
     from stream.core.builder import build_pipeline
-    from stream.similarity.calibration import build_pairs, calibrate, load_items
+    from stream.similarity.calibration import THRESHOLD_KEY, build_pairs, calibrate, load_items
 
     if not args.datasets_dir.is_dir():
         raise InputFileError(f"--datasets-dir {args.datasets_dir} does not exist (the shared "
@@ -141,15 +147,31 @@ def run_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         name = "recall" if "recall" in row else "flagged"
         print(f"  {edit:<12} {row['pairs']:>4} pairs  {name} {rate:.3f}  "
               f"median cosine {row['median_cosine']:.3f}")
-    shipped = settings.near_duplicate_threshold
-    if abs(shipped - result["threshold"]) > 1e-9:
-        print(f"note: the shipped threshold is {shipped:.2f} "
-              "(SIGNALS_NEAR_DUPLICATE_THRESHOLD)")
+    if args.record:
+        record(settings, encoder.spec, result)
+    elif (shipped := encoder.spec.extra(THRESHOLD_KEY)) != result["threshold"]:
+        print(f"note: {encoder.version} ships {shipped} (--record replaces it)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
         print(f"wrote {args.out}")
     return 0
+
+
+def record(settings: Settings, spec: ModelSpec, result: dict[str, Any]) -> None:
+    """The report beside the encoder's file, its threshold and path in the encoder's entry."""
+    import orjson
+
+    from stream.similarity.calibration import REPORT_KEY, THRESHOLD_KEY
+
+    report = f"encoder/{spec.version}.near_duplicates.json"
+    spec.resolve_path(report).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2)
+                                          + b"\n")
+    entry = ManifestEntry.from_json(spec.raw)
+    fields = {**entry.fields, THRESHOLD_KEY: result["threshold"], REPORT_KEY: report}
+    replace_entry(settings.manifest_path, replace(entry, fields=fields))
+    print(f"recorded {THRESHOLD_KEY}={result['threshold']} for {spec.version} "
+          f"({settings.manifest_path}, {report})")
 
 
 def _git_commit() -> str | None:

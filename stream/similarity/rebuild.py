@@ -28,6 +28,7 @@ from kafka import TopicPartition
 from stream.connectors.kafka import consumer
 from stream.core.outputs import EmbeddingRecord
 from stream.settings import Settings
+from stream.similarity.calibration import shipped_threshold
 from stream.similarity.index import VectorIndex
 from stream.similarity.signals import index_item
 
@@ -96,7 +97,7 @@ def rebuild(index: VectorIndex, settings: Settings,
             count += 1
             yield record
 
-    apply_all(index, counted(), settings.near_duplicate_threshold)
+    apply_all(index, counted(), shipped_threshold(settings))
     log.info("similarity_index_rebuilt", records=count, items=len(index), kind=index.kind,
              partitions=sorted(partitions) if partitions is not None else "all",
              seconds=round(time.monotonic() - started, 3))

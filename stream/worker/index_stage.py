@@ -21,6 +21,7 @@ import structlog
 from stream.core.outputs import EmbeddingRecord
 from stream.core.records import Position
 from stream.settings import Settings
+from stream.similarity.calibration import shipped_threshold
 from stream.similarity.campaigns import index_with_clusters
 from stream.similarity.index import VectorIndex
 from stream.similarity.kinds import EMBEDDED_KINDS
@@ -38,6 +39,7 @@ def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: Vect
     at each assignment it is cleared and rebuilt from them in the background, and the agent
     waits for that before its next batch (records read twice — rebuilt, then consumed — are
     idempotent upserts). A pgvector index is shared and durable: nothing to rebuild."""
+    threshold = shipped_threshold(settings)  # the active encoder's calibrated one
     ready = asyncio.Event()
     ready.set()
     if settings.similarity_index in EMBEDDED_KINDS:
@@ -48,19 +50,19 @@ def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: Vect
         async for batch in stream.take_events(settings.batch_max_size,
                                               within=settings.batch_max_wait_s):
             await ready.wait()
-            await index_events(index, settings, sink, batch)
+            await index_events(index, settings, sink, batch, threshold)
 
     return index_stage
 
 
-async def index_events(index: VectorIndex, settings: Settings, sink: Sink,
-                       batch: Any) -> None:
+async def index_events(index: VectorIndex, settings: Settings, sink: Sink, batch: Any,
+                       threshold: float) -> None:
     """One micro-batch: the index in a thread, then similar and cluster records to the sink."""
     records = [(EmbeddingRecord.from_message(e.message.key, e.message.value),
                 Position(e.message.topic, e.message.partition, e.message.offset))
                for e in batch]
     similar, clusters = await asyncio.to_thread(
-        index_with_clusters, index, records, threshold=settings.near_duplicate_threshold,
+        index_with_clusters, index, records, threshold=threshold,
         related_k=settings.related_k)
     for record in similar:
         await sink.send(settings.topics.similar, record)

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from stream.core.enrich import Enricher, reads_encoder
+from stream.core.enrich import Enricher
 from stream.core.records import ContentEvent
 from stream.errors import ConfigError
 from stream.models.encoder import TextEncoder
 from stream.models.heads import HeadModel
-from stream.models.manifest import Manifest, load_manifest
+from stream.models.manifest import Manifest, load_manifest, reads_encoder
 from stream.settings import Settings
 
 TEXTS = ["this is the worst episode ever, total waste of time",

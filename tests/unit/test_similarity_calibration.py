@@ -1,24 +1,29 @@
 """The near-duplicate calibration: its metrics on hand-made scores, the edits, and that the
-shipped threshold is the calibrated one (stream/similarity/calibration.json)."""
+shipped threshold is the calibrated one (each encoder's, in its manifest entry)."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from stream.errors import ConfigError
+from stream.models.manifest import load_manifest
 from stream.settings import Settings
 from stream.similarity.calibration import (
     EDITS,
+    REPORT_KEY,
+    THRESHOLD_KEY,
     Item,
     build_pairs,
     calibrate,
     choose_threshold,
     precision_recall,
+    shipped_threshold,
 )
-from stream.similarity.cli import CALIBRATION_FILE
 
 
 def test_precision_recall_and_the_chosen_threshold() -> None:
@@ -64,9 +69,29 @@ def test_pairs_and_calibration_on_a_toy_corpus() -> None:
     assert set(result["held_out"]) >= {"precision", "recall", "false_flag_rate"}
 
 
-def test_the_shipped_threshold_is_the_calibrated_one() -> None:
-    calibration = json.loads(CALIBRATION_FILE.read_text())
-    assert Settings().near_duplicate_threshold == pytest.approx(calibration["threshold"])
-    held = calibration["held_out"]
-    assert held["false_flag_rate"] <= 0.02 and held["precision"] >= 0.95
-    assert "datasets_dir" in calibration["provenance"]
+def test_every_encoder_ships_the_threshold_its_own_calibration_chose() -> None:
+    settings = Settings()
+    encoders = [s for s in load_manifest(settings.manifest_path).models if s.task == "embedding"]
+    assert len(encoders) >= 2
+    for spec in encoders:
+        calibration = json.loads(spec.resolve_path(spec.extra(REPORT_KEY)).read_text())
+        assert spec.extra(THRESHOLD_KEY) == pytest.approx(calibration["threshold"])
+        assert calibration["provenance"]["encoder"] == spec.version
+        held = calibration["held_out"]
+        assert held["false_flag_rate"] <= 0.02 and held["precision"] >= 0.95
+        assert shipped_threshold(settings, spec.version) == spec.extra(THRESHOLD_KEY)
+    active = load_manifest(settings.manifest_path).resolve("embedding")
+    assert shipped_threshold(settings) == active.extra(THRESHOLD_KEY)
+
+
+def test_the_setting_overrides_the_encoders_threshold_and_an_uncalibrated_one_is_named(
+        tmp_path: Path) -> None:
+    settings = Settings()
+    assert shipped_threshold(settings.replace(near_duplicate_threshold=0.5)) == 0.5
+    manifest = json.loads(settings.manifest_path.read_text())
+    for entry in manifest["models"]:
+        entry.pop(THRESHOLD_KEY, None)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    bare = settings.replace(models_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"has no calibrated near_duplicate_threshold.*--record"):
+        shipped_threshold(bare)
