@@ -22,7 +22,8 @@ class Family:
 
 
 FAMILIES = {"minilm-l6-v2-int8-v1": Family("minilm", "v1", "heads"),
-            "e5-small-v2-int8-v1": Family("e5", "v2", "heads-e5")}
+            "e5-small-v2-int8-v1": Family("e5", "v2", "heads-e5"),
+            "e5-static-v1": Family("static", "v2", "heads-static")}  # the fast profile
 
 
 # The content types each head reads in the worker (its training data's kind of text).

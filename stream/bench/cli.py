@@ -163,8 +163,23 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
         lines.append(f"thread spinning at batch {r['batch_size']}: on {on['events_per_s']:.1f} "
                      f"events/s, {on['cpu_ms_per_event']:.1f} CPU ms/event; off "
                      f"{off['events_per_s']:.1f}, {off['cpu_ms_per_event']:.1f}")
+    lines += profile_summary(result["profiles"])
     rss = result["peak_rss_mib"]
     lines.append(f"model load {result['model_load_s']:.2f} s; peak RSS {rss['after_load']:.0f} "
                  f"MiB after load, {rss['after_throughput']:.0f} after the batch sizes, "
                  f"{rss['after_run']:.0f} after the run")
+    return lines
+
+
+def profile_summary(profiles: dict[str, Any]) -> list[str]:
+    naive = profiles["naive_agent"]
+    lines = [f"profiles at batch {profiles['batch_size']} against a naive agent "
+             f"({naive['encoder']} alone, one text per call padded to {naive['padded_to']}): "
+             f"{naive['texts_per_s']:.1f} texts/s"]
+    for row in profiles["profiles"]:
+        losses = [f"{task} {metric} {delta:+.3f}" for task, deltas in row["vs_default"].items()
+                  for metric, delta in deltas.items() if delta <= -0.01]
+        lines.append(f"  {row['profile']:<8} {row['events_per_s']:>8.1f} events/s  "
+                     f"x{row['vs_naive_agent']:.2f} naive  encoder {row['models']['embedding']}"
+                     + (f"; loses >1 point vs default: {', '.join(losses)}" if losses else ""))
     return lines

@@ -20,7 +20,10 @@ topic mixes content types and lengths) and cycled to ``--events``. Measured:
 5. model load (`build_pipeline`: manifest, sha256 checks, sessions) and peak RSS after it, after
    the batch sizes (what a worker reaches) and after the run (pad-to-longest and a second
    pipeline included);
-6. the environment: versions, CPUs, settings, the models that ran, the git commit.
+6. every model profile of the manifest (``default``, ``fast`` ...) against issue #11's naive
+   agent (the v1 encoder alone, one padded text per call), with each profile's recorded head
+   quality beside its speed (`stream.bench.profiles`);
+7. the environment: versions, CPUs, settings, the models that ran, the git commit.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import onnxruntime
 import orjson
 import tokenizers
 
+from stream.bench.profiles import compare_profiles
 from stream.buildinfo import git_commit
 from stream.core.batching import MicroBatcher, length_buckets
 from stream.core.builder import build_pipeline
@@ -144,6 +148,7 @@ def measure(settings: Settings, corpus: list[RawMessage], sizes: Sequence[int],
     return {"throughput": runs, "stages": stages(pipeline, corpus, largest),
             "bucketing": bucketing(pipeline, batches(corpus, largest), bucket_sizes),
             "thread_spinning": thread_spinning(settings, pipeline, corpus, sorted(sizes)),
+            "profiles": compare_profiles(settings, batches(corpus, largest), pipeline),
             "model_load_s": _round(load_s),
             "peak_rss_mib": {"before_load": rss_start, "after_load": rss_loaded,
                              "after_throughput": rss_processed, "after_run": peak_rss_mib()},

@@ -2,7 +2,9 @@
 
 Each entry names a task (``embedding``, ``topic``, ``language`` ...), a version, the file (relative
 to the manifest's folder) and its sha256. ``active`` maps each task to the version a worker runs
-unless told otherwise; replay and eval can pick any listed version.
+unless told otherwise; replay and eval can pick any listed version. ``profiles`` names other
+choices a worker can run (``fast``: the static encoder and the heads trained on it); a profile
+need only name the encoder, the heads follow it (`Manifest.resolve_beside`).
 
 This module owns the format both ways: `load_manifest` reads it, and the training code
 (``models_onnx/training``) writes entries as `ManifestEntry` objects through `upsert_entry`, so what
@@ -84,6 +86,17 @@ class Manifest:
     path: Path
     models: tuple[ModelSpec, ...]
     active: dict[str, str]
+    # name → {task: version}: what a worker runs instead of `active` (SIGNALS_PROFILE)
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def profile(self, name: str) -> dict[str, str]:
+        """The versions profile `name` chooses ("" or "default": none, i.e. `active`)."""
+        if name in ("", "default"):
+            return {}
+        if name not in self.profiles:
+            raise ConfigError(f"SIGNALS_PROFILE={name!r}: {self.path} has the profiles "
+                              f"{['default', *sorted(self.profiles)]}")
+        return dict(self.profiles[name])
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -132,7 +145,9 @@ def load_manifest(path: Path) -> Manifest:
         raise ModelFileError(f"model manifest {path} is not valid JSON: {exc}") from exc
     base = path.parent
     models = tuple(spec_of(m, base) for m in data.get("models", []))
-    return Manifest(path=path, models=models, active=dict(data.get("active", {})))
+    return Manifest(path=path, models=models, active=dict(data.get("active", {})),
+                    profiles={name: dict(versions)
+                              for name, versions in data.get("profiles", {}).items()})
 
 
 def spec_of(raw: dict[str, Any], base: Path) -> ModelSpec:
@@ -175,6 +190,16 @@ def replace_entry(path: Path, entry: ManifestEntry) -> None:
         raise ConfigError(f"{path} lists no model version {entry.version!r}")
     models[at] = entry.to_json()
     write_json(path, manifest)
+
+
+def set_profile(path: Path, name: str, versions: Mapping[str, str]) -> None:
+    """Make profile `name` choose `versions` in the manifest at `path` (each must be listed)."""
+    manifest = load_manifest(path)
+    for task, version in versions.items():
+        manifest.resolve(task, version)
+    raw: dict[str, Any] = json.loads(path.read_text())
+    raw["profiles"] = {**raw.get("profiles", {}), name: dict(versions)}
+    write_json(path, raw)
 
 
 def parse_task_versions(pairs: Iterable[str], what: str) -> dict[str, str]:

@@ -248,7 +248,8 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
     request.source.check()
     request.sink.check(request.source)
     check_index(request, settings)
-    versions = resolve_versions(load_manifest(settings.manifest_path), request.models)
+    manifest = load_manifest(settings.manifest_path)
+    versions = resolve_versions(manifest, {**manifest.profile(settings.profile), **request.models})
     options = shaping_options(settings, request.aggregate)
     if request.index:    # a checkpoint of a replay without the index must not resume into one
         options |= {"index": settings.similarity_table}

@@ -42,12 +42,23 @@ THRESHOLD_KEY = "near_duplicate_threshold"   # in an encoder's manifest entry
 REPORT_KEY = "near_duplicate_calibration"     # the report's path, relative to models_onnx/
 
 
+def carried_calibration(manifest_path: Path, version: str, sha256: str) -> dict[str, Any]:
+    """The calibration fields of the listed entry `version` when its file is still `sha256`:
+    what a re-export of the same bytes keeps (a changed file needs a new calibration)."""
+    spec = next((s for s in load_manifest(manifest_path).models if s.version == version), None)
+    if spec is None or spec.sha256 != sha256:
+        return {}
+    return {key: spec.raw[key] for key in (THRESHOLD_KEY, REPORT_KEY) if key in spec.raw}
+
+
 def shipped_threshold(settings: Settings, encoder: str | None = None) -> float:
     """SIGNALS_NEAR_DUPLICATE_THRESHOLD when set, else the calibrated threshold of `encoder`
-    (default: the active one) from its manifest entry."""
+    (default: the one SIGNALS_PROFILE runs, else the active one) from its manifest entry."""
     if settings.near_duplicate_threshold is not None:
         return settings.near_duplicate_threshold
-    spec = load_manifest(settings.manifest_path).resolve("embedding", encoder)
+    manifest = load_manifest(settings.manifest_path)
+    spec = manifest.resolve("embedding", encoder or manifest.profile(settings.profile).get(
+        "embedding"))
     value = spec.extra(THRESHOLD_KEY)
     if not isinstance(value, int | float):
         raise ConfigError(f"encoder {spec.version} has no calibrated {THRESHOLD_KEY} in "

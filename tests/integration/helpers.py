@@ -76,7 +76,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
            if not k.startswith(ENV_PREFIX) and k != "KAFKA_BOOTSTRAP_SERVERS"}
     for f in fields(settings):
         value = getattr(settings, f.name)
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = (str(value).lower() if isinstance(value, bool) else
+                "" if value is None else str(value))   # "": the default (e.g. the encoder's)
         env[ENV_PREFIX + f.name.upper()] = text
     return env
 

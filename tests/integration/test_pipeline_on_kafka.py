@@ -23,6 +23,7 @@ from stream.connectors.kafka import (
     warn_on_a_small_dead_letter_limit,
 )
 from stream.core.topics import Topics
+from stream.models.manifest import load_manifest, reads_encoder
 from stream.replay.run import group_partition
 from stream.settings import Settings
 from tests.integration.helpers import collect, running_worker, values
@@ -60,9 +61,14 @@ def ids_on_each_partition(first: int, partitions: int) -> list[int]:
     return sorted(chosen.values())
 
 
+@pytest.mark.parametrize("profile", ["", "fast"], ids=["default", "fast"])
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
-    it_settings: Settings, tmp_path: Path
+    it_settings: Settings, tmp_path: Path, profile: str
 ) -> None:
+    """The same contract for every model profile; each signal names the models that served it."""
+    it_settings = it_settings.replace(profile=profile)
+    manifest = load_manifest(it_settings.manifest_path)
+    encoder = manifest.profile(profile).get("embedding", manifest.active["embedding"])
     # Tracks and comments are grouped by content type (shows, episodes, audiobooks by topic).
     # Group A (track × US): 5 events in [10:00, 10:01), 3 in [10:01, 10:02).
     # Group B (comment × GB): 4 events in [10:00, 10:01). The enriched topic is re-keyed, so
@@ -115,7 +121,9 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
         vector = np.asarray(signal["embedding"]["values"], dtype=np.float32)
         assert vector.shape == (384,)
         assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3   # the encoder's unit vectors
-        assert signal["models"]["embedding"] == signal["embedding"]["model"]
+        assert signal["models"]["embedding"] == signal["embedding"]["model"] == encoder
+        for task, version in signal["models"].items():   # every head read this encoder
+            assert reads_encoder(manifest.resolve(task, version)) in (None, encoder)
 
     assert Counter(d["error"]["class"] for d in letters) == Counter(
         {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1,

@@ -1,9 +1,9 @@
 """Every setting's bad values: a ConfigError whose one line names the variable, never a traceback.
 
 The table covers each `Settings` field that has a value that cannot work. The path fields
-(``SIGNALS_MODELS_DIR``, ``SIGNALS_SCHEMAS_DIR``, ``SIGNALS_WORKER_DATA_DIR``) are checked where
-they are used (a missing manifest is a ModelFileError naming it), because commands such as
-``signals broker start`` never read them.
+(``SIGNALS_MODELS_DIR``, ``SIGNALS_SCHEMAS_DIR``, ``SIGNALS_WORKER_DATA_DIR``) and the manifest's
+``SIGNALS_PROFILE`` are checked where they are used (a missing manifest is a ModelFileError
+naming it), because commands such as ``signals broker start`` never read them.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ BAD: list[tuple[str, str, dict[str, str]]] = [
     ("SIGNALS_NEAR_DUPLICATE_THRESHOLD", "nan", {}),
     ("SIGNALS_RELATED_K", "-1", {}),
 ]
-CHECKED_WHERE_USED = {"models_dir", "schemas_dir", "worker_data_dir"}
+CHECKED_WHERE_USED = {"models_dir", "schemas_dir", "worker_data_dir", "profile"}
 
 
 def configure(env: dict[str, str]) -> None:
@@ -128,6 +128,15 @@ def test_a_missing_models_dir_is_named_where_it_is_used(tmp_path: Path) -> None:
     settings = Settings.load({"SIGNALS_MODELS_DIR": str(tmp_path / "none")})
     with pytest.raises(ModelFileError, match=str(tmp_path / "none")):
         load_manifest(settings.manifest_path)
+
+
+def test_an_unknown_profile_is_one_line_listing_the_manifests_profiles() -> None:
+    settings = Settings.load({"SIGNALS_PROFILE": "turbo"})
+    with pytest.raises(ConfigError) as info:
+        load_manifest(settings.manifest_path).profile(settings.profile)
+    message = str(info.value)
+    assert "SIGNALS_PROFILE='turbo'" in message and "'default'" in message
+    assert "'fast'" in message and "\n" not in message
 
 
 def test_a_flag_with_a_non_finite_number_is_a_usage_error(

@@ -12,6 +12,7 @@ import pytest
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import Pipeline
 from stream.errors import ConfigError, ModelContractError, ModelFileError
+from stream.models.encoder import TextEncoder
 from stream.models.heads import ClassifierSpec, HeadModel, LanguageModel, head_signal
 from stream.models.manifest import Manifest, load_manifest
 from stream.models.onnx_session import OnnxModel
@@ -156,3 +157,14 @@ def test_the_shipped_safety_heads_flag_explicit_only_on_catalogue_items(
     for spec in (s for s in manifest.models if s.task == "safety"):
         head = HeadModel(spec, threads=1)
         assert "comment" not in head.contract.label_applies_to["explicit"], spec.version
+
+
+def test_the_fast_profiles_static_encoder_is_a_bag_of_tokens(manifest: Manifest) -> None:
+    """The fast tier's known limit, as a property: word order does not change its vector."""
+    spec = manifest.resolve("embedding", manifest.profile("fast")["embedding"])
+    encoder = TextEncoder(spec, threads=1, bucket_size=32)
+    a, b, other = encoder.encode(["the dog bites the man", "the man bites the dog",
+                                  "a quiet podcast about gardening"])
+    assert np.dot(a, b) == pytest.approx(1.0, abs=1e-5)
+    assert np.dot(a, other) < 0.9
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-3)
