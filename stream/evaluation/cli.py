@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from stream.errors import ConfigError
 from stream.models.manifest import load_manifest, parse_task_versions
+from stream.paths import CHECKOUT
 from stream.settings import Settings
+
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
+PAIRS = {"per_file": 400, "originals": 60}   # as `signals similar --calibrate` by default
 
 if TYPE_CHECKING:
     from stream.evaluation.gate import Gate
@@ -54,6 +58,12 @@ def add_eval(sub: Any, connection: Any) -> None:
     parser.add_argument("--bins", type=int, default=10, help="calibration bins")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    parser.add_argument("--near-duplicates", action="store_true",
+                        help="also score near_duplicate at the shipped threshold on labelled "
+                             "pairs derived from --datasets-dir (`signals similar --calibrate`'s "
+                             "held-out half)")
+    parser.add_argument("--datasets-dir", type=Path, default=SHARED_DATASETS,
+                        help="the shared corpora the pairs are derived from")
     parser.add_argument("--batch-max-size", type=int, help="records per pipeline batch")
     parser.add_argument("--model-threads", type=int)
     connection(parser)  # for --from-topic
@@ -83,6 +93,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     gate = load_gate(settings.manifest_path) if args.baseline else None   # fail before the run
     baseline = load_result(args.baseline) if args.baseline else None
     result = evaluate_file(args, settings)
+    if args.near_duplicates:
+        result["near_duplicate"] = near_duplicate_result(args, settings)
     print("\n".join(result_summary(result)))
     for note in result["notes"]:
         print(f"note: {note}")
@@ -130,6 +142,33 @@ def evaluate_file(args: argparse.Namespace, settings: Settings) -> dict[str, Any
                            target_precision=args.target_precision,
                            target_recall=args.target_recall)
     return build_result(evaluation, options, {"task": args.task, "map": mapping})
+
+
+def near_duplicate_result(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """`near_duplicate` at the threshold the worker would use with these models, on the
+    held-out half of the derived pairs (the same pairs and split as the calibration)."""
+    from stream.bench.similarity import encode
+    from stream.core.builder import build_pipeline
+    from stream.errors import InputFileError
+    from stream.similarity.calibration import (
+        build_pairs,
+        held_out_report,
+        load_items,
+        shipped_threshold,
+    )
+
+    if not args.datasets_dir.is_dir():
+        raise InputFileError(f"--datasets-dir {args.datasets_dir} does not exist")
+    encoder = build_pipeline(settings, _versions(args.model, settings.manifest_path)
+                             ).enricher.encoder
+    items = load_items(args.datasets_dir, PAIRS["per_file"], args.seed)
+    if not items:
+        raise InputFileError(f"no corpus of stream.similarity.calibration.CORPORA in "
+                             f"{args.datasets_dir}")
+    pairs, embedded = build_pairs(items, lambda texts: encode(texts, encoder),
+                                  originals_per_kind=PAIRS["originals"], seed=args.seed)
+    report = held_out_report(pairs, embedded, shipped_threshold(settings, encoder.version))
+    return {**report, "encoder": encoder.version, **PAIRS}
 
 
 def gate_exit(baseline: dict[str, Any], result: dict[str, Any], gate: Gate, path: Path) -> int:

@@ -21,7 +21,16 @@ def result_summary(result: dict[str, Any]) -> list[str]:
             parts.append(f"{metric} {value:.4f}{interval}")
         parts.append(f"ECE {scored['calibration']['ece']:.3f}")
         lines.append("  ".join(parts))
+    if "near_duplicate" in result:
+        lines.append(near_duplicate_line(result["near_duplicate"]))
     return lines
+
+
+def near_duplicate_line(report: dict[str, Any]) -> str:
+    held = report["held_out"]
+    return (f"near_duplicate {report['encoder']} at {report['threshold']:.2f}  "
+            f"n={report['pairs']['held_out']} held-out pairs  precision {held['precision']:.4f}"
+            f"  recall {held['recall']:.4f}  false flags {held['false_flag_rate']:.4f}")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -38,6 +47,13 @@ def markdown(result: dict[str, Any]) -> str:
                                                    for r in data["rejections"])]
     for task, scored in result["tasks"].items():
         out += ["", *_task_section(task, scored)]
+    if "near_duplicate" in result:
+        report = result["near_duplicate"]
+        out += ["", "## near_duplicate", "", near_duplicate_line(report), "",
+                _table(["edit", "pairs", "recall (flagged for same-label)", "median cosine"],
+                       [[edit, row["pairs"], row.get("recall", row.get("flagged_rate")),
+                         row["median_cosine"]]
+                        for edit, row in report["held_out_by_edit"].items()])]
     return "\n".join(out) + "\n"
 
 

@@ -14,6 +14,7 @@ seen the whole index, so a selective filter costs more, never returns wrong item
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,9 @@ class UsearchIndex:
         self._ids = {key: cid for cid, key in self._keys.items()}
         self._infos = {cid: ItemInfo.from_json(info) for cid, _, info in meta["items"]}
         self._next_key = int(meta["next_key"])
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()   # in memory: nothing to group
 
     def clear(self) -> None:
         self._index = self._new()

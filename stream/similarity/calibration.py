@@ -240,33 +240,66 @@ def choose_threshold(scores: np.ndarray, truth: np.ndarray, target: float) -> fl
 
 def calibrate(pairs: Sequence[Pair], embedded: dict[str, np.ndarray],
               target_false_flag_rate: float = TARGET_FALSE_FLAG_RATE) -> dict[str, Any]:
-    scores = np.array([float(embedded[p.left] @ embedded[p.right]) for p in pairs])
-    truth = np.array([p.duplicate for p in pairs])
-    split = np.array([p.split for p in pairs])
-    cal, held = split == "calibration", split == "held_out"
-    threshold = choose_threshold(scores[cal], truth[cal], target_false_flag_rate)
-    per_edit = {}
-    for edit in sorted({p.edit for p in pairs}):
-        mask = held & np.array([p.edit == edit for p in pairs])
-        if not mask.any():
-            continue
-        values = scores[mask]
-        key = "flagged_rate" if edit == "same-label" else "recall"
-        per_edit[edit] = {"pairs": int(mask.sum()),
-                          key: round(float(np.mean(values >= threshold)), 4),
-                          "median_cosine": round(float(np.median(values)), 4)}
-    def rates(mask: np.ndarray, at: float) -> dict[str, Any]:
-        out = precision_recall(scores[mask], truth[mask], at)
-        negatives = scores[mask & ~truth]
+    """The threshold chosen on the calibration half, scored on the held-out half."""
+    scored = Scored.of(pairs, embedded)
+    threshold = choose_threshold(scored.scores[scored.cal], scored.truth[scored.cal],
+                                 target_false_flag_rate)
+    return {
+        "threshold": threshold, "target_false_flag_rate": target_false_flag_rate,
+        "pairs": scored.counts(), "calibration": scored.rates(scored.cal, threshold),
+        "held_out": scored.rates(scored.held, threshold),
+        "held_out_by_edit": scored.by_edit(threshold),
+        "held_out_at": {f"{t:.2f}": scored.rates(scored.held, t)
+                        for t in (0.70, 0.75, 0.80, 0.85, 0.90)},
+    }
+
+
+def held_out_report(pairs: Sequence[Pair], embedded: dict[str, np.ndarray],
+                    threshold: float) -> dict[str, Any]:
+    """Precision, recall and false flags of the held-out half at a given (the shipped)
+    threshold: what `signals eval --near-duplicates` reports."""
+    scored = Scored.of(pairs, embedded)
+    return {"threshold": threshold, "pairs": scored.counts(),
+            "held_out": scored.rates(scored.held, threshold),
+            "held_out_by_edit": scored.by_edit(threshold)}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every pair's cosine, truth, split and edit, as arrays."""
+
+    pairs: Sequence[Pair]
+    scores: np.ndarray
+    truth: np.ndarray
+    cal: np.ndarray
+    held: np.ndarray
+
+    @classmethod
+    def of(cls, pairs: Sequence[Pair], embedded: dict[str, np.ndarray]) -> Scored:
+        split = np.array([p.split for p in pairs])
+        return cls(pairs, np.array([float(embedded[p.left] @ embedded[p.right]) for p in pairs]),
+                   np.array([p.duplicate for p in pairs]), split == "calibration",
+                   split == "held_out")
+
+    def counts(self) -> dict[str, int]:
+        return {"calibration": int(self.cal.sum()), "held_out": int(self.held.sum()),
+                "positives": int(self.truth.sum()), "hard_negatives": int((~self.truth).sum())}
+
+    def rates(self, mask: np.ndarray, at: float) -> dict[str, Any]:
+        out = precision_recall(self.scores[mask], self.truth[mask], at)
+        negatives = self.scores[mask & ~self.truth]
         out["false_flag_rate"] = round(float(np.mean(negatives >= at)), 4)
         return out
 
-    return {
-        "threshold": threshold, "target_false_flag_rate": target_false_flag_rate,
-        "pairs": {"calibration": int(cal.sum()), "held_out": int(held.sum()),
-                  "positives": int(truth.sum()), "hard_negatives": int((~truth).sum())},
-        "calibration": rates(cal, threshold),
-        "held_out": rates(held, threshold),
-        "held_out_by_edit": per_edit,
-        "held_out_at": {f"{t:.2f}": rates(held, t) for t in (0.70, 0.75, 0.80, 0.85, 0.90)},
-    }
+    def by_edit(self, threshold: float) -> dict[str, dict[str, Any]]:
+        per_edit = {}
+        for edit in sorted({p.edit for p in self.pairs}):
+            mask = self.held & np.array([p.edit == edit for p in self.pairs])
+            if not mask.any():
+                continue
+            values = self.scores[mask]
+            key = "flagged_rate" if edit == "same-label" else "recall"
+            per_edit[edit] = {"pairs": int(mask.sum()),
+                              key: round(float(np.mean(values >= threshold)), 4),
+                              "median_cosine": round(float(np.median(values)), 4)}
+        return per_edit

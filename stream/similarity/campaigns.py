@@ -51,15 +51,17 @@ def index_with_clusters(
     index: VectorIndex, batch: Sequence[tuple[EmbeddingRecord, Position]], *, threshold: float,
     related_k: int
 ) -> tuple[list[SimilarRecord], list[ClusterRecord]]:
-    """`index_update` in order (as `index_batch`), and each item's cluster record with the
-    position of the embeddings record it came from; tombstones give neither."""
+    """`index_update` in order (as `index_batch`, in one `VectorIndex.batch`), and each item's
+    cluster record with the position of the embeddings record it came from; tombstones give
+    neither."""
     similar: list[SimilarRecord] = []
     clusters: list[ClusterRecord] = []
-    for record, where in batch:
-        out = index_update(index, record, threshold=threshold, related_k=related_k)
-        if out is not None:
-            similar.append(out)
-            clusters.append(cluster_record(out, where))
+    with index.batch():
+        for record, where in batch:
+            out = index_update(index, record, threshold=threshold, related_k=related_k)
+            if out is not None:
+                similar.append(out)
+                clusters.append(cluster_record(out, where))
     return similar, clusters
 
 

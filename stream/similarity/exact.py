@@ -8,6 +8,7 @@ tests and the calibration use it as ground truth, the product does not.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,9 @@ class ExactIndex:
         self.__init__(self.dim)  # type: ignore[misc]
         for (cid, info), vector in zip(items, vectors, strict=True):
             self.upsert(cid, vector, ItemInfo.from_json(info))
+
+    def batch(self) -> AbstractContextManager[object]:
+        return nullcontext()   # in memory: nothing to group
 
     def clear(self) -> None:
         self.__init__(self.dim)  # type: ignore[misc]

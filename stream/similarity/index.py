@@ -15,6 +15,7 @@ the server one. `stream.similarity.kinds` is the registry that picks one from th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -104,6 +105,11 @@ class VectorIndex(Protocol):
     def clear(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def batch(self) -> AbstractContextManager[object]:
+        """The writes and queries of one micro-batch, together: one transaction on a database
+        (its queries see the batch's own earlier upserts), nothing special in memory."""
+        ...
 
 
 def as_vector(vector: Any, dim: int = DIM) -> np.ndarray:

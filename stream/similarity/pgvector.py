@@ -6,7 +6,8 @@ vector as ``vector(384)`` under an HNSW index with inner-product ops (for unit v
 product = cosine; same M and build width as the embedded index). `upsert` is ``INSERT ... ON
 CONFLICT DO UPDATE`` (every column, so a repeated upsert leaves the same row), `delete` a
 ``DELETE``; `query` turns the `Filter` into ``WHERE`` and lets pgvector's iterative index scan
-(``hnsw.iterative_scan``, pgvector >= 0.8) keep scanning until enough rows pass it. The server is
+(``hnsw.iterative_scan``, pgvector >= 0.8) keep scanning until enough rows pass it. A
+micro-batch is one transaction (`batch`): one commit instead of one per upsert. The server is
 durable, so `persist`/`load` do nothing and no rebuild is needed on start.
 
 Credentials: the DSN may carry them, or libpq's environment (``PGPASSWORD``, ``PGSSLMODE`` ...)
@@ -15,6 +16,7 @@ supplies them, so a password need not appear in a setting.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,11 @@ class PgVectorIndex:
 
     def load(self, path: Path) -> None:
         return None
+
+    def batch(self) -> AbstractContextManager[object]:
+        """One transaction per micro-batch: one commit (one WAL flush) instead of one per
+        statement, and all or none of the batch's writes land."""
+        return self.connection.transaction()
 
     def clear(self) -> None:
         self.connection.execute(f"TRUNCATE {self.table}")

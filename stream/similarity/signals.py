@@ -102,10 +102,12 @@ def index_update(index: VectorIndex, record: EmbeddingRecord, *, threshold: floa
 
 def index_batch(index: VectorIndex, records: Iterable[EmbeddingRecord], *, threshold: float,
                 related_k: int) -> list[SimilarRecord]:
-    """`index_update` in order: a copy later in the same batch finds the earlier one."""
+    """`index_update` in order, in one `VectorIndex.batch`: a copy later in the same batch finds
+    the earlier one."""
     out = []
-    for record in records:
-        similar = index_update(index, record, threshold=threshold, related_k=related_k)
-        if similar is not None:
-            out.append(similar)
+    with index.batch():
+        for record in records:
+            similar = index_update(index, record, threshold=threshold, related_k=related_k)
+            if similar is not None:
+                out.append(similar)
     return out

@@ -156,6 +156,26 @@ def test_a_table_made_before_clusters_gets_the_column(database: LocalDatabase) -
     index.close()
 
 
+def test_a_micro_batch_is_one_transaction(database: LocalDatabase) -> None:
+    """Inside `batch` a query sees the batch's own upserts (a copy finds its original in the same
+    batch); a batch that fails half-way leaves nothing behind; one that ends is committed."""
+    index = PgVectorIndex.connect(database.dsn, table="signals_batches")
+    index.clear()
+    base = vectors(3, seed=9)
+    with pytest.raises(RuntimeError), index.batch():
+        index.upsert("x", base[0], ItemInfo("comment", 1, "e-x"))
+        assert [h.content_id for h in index.query(base[0], 1)] == ["x"]
+        raise RuntimeError("the worker died mid-batch")
+    assert index.get("x") is None and len(index) == 0
+    with index.batch():
+        index.upsert("y", base[1], ItemInfo("comment", 2, "e-y"))
+        index.upsert("z", base[2], ItemInfo("comment", 3, "e-z"))
+    other = PgVectorIndex.connect(database.dsn, table="signals_batches")  # another worker
+    assert len(other) == 2
+    other.close()
+    index.close()
+
+
 def test_db_command_and_a_bad_dsn(capsys: pytest.CaptureFixture[str]) -> None:
     port, folder = free_port(), open_folder()
     where = ["--port", str(port), "--data-dir", str(folder / "pg")]

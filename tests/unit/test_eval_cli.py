@@ -16,8 +16,10 @@ from stream.core.pipeline import Pipeline
 from stream.evaluation.gate import load_gate
 from stream.evaluation.offline import task_models
 from stream.models.heads import LanguageModel
+from stream.models.manifest import load_manifest
 from stream.paths import CHECKOUT
 from stream.settings import Settings
+from stream.similarity.calibration import shipped_threshold
 
 GOLDEN = CHECKOUT / "tests" / "golden" / "events.jsonl"
 BASELINE = CHECKOUT / "tests" / "golden" / "baseline.json"
@@ -337,3 +339,29 @@ def test_a_shared_corpus_sample(tmp_path: Path, capsys: pytest.CaptureFixture[st
     scored = read_json(out / "result.json")["tasks"]["language"]
     assert scored["n"] == len(lines)
     assert scored["metrics"]["accuracy"] >= 0.8
+
+
+def test_near_duplicates_are_scored_at_the_shipped_threshold(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: Settings) -> None:
+    """`--near-duplicates` derives the calibration's pairs from a datasets folder and reports
+    the held-out half at the threshold the worker uses with these models."""
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    topics = {"Sports": "the match ended in a late penalty and the coach resigned",
+              "World": "the summit closed with a trade agreement between the two countries",
+              "Business": "shares fell after the company cut its profit forecast again"}
+    rows = [{"id": f"ag-{label}-{n}", "label": label, "text": f"{text}, report {n} of {label}"}
+            for label, text in topics.items() for n in range(8)]
+    (datasets / "news_topic_ag.jsonl").write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
+    data = write_jsonl(tmp_path / "plain.jsonl", plain_rows())
+    out = tmp_path / "nd"
+    code, printed, err = run(capsys, "--data", data, "--task", "language", "--out", out,
+                             "--near-duplicates", "--datasets-dir", datasets)
+    assert code == 0, err
+    report = read_json(out / "result.json")["near_duplicate"]
+    assert report["threshold"] == shipped_threshold(settings)
+    assert report["encoder"] == load_manifest(settings.manifest_path).active["embedding"]
+    assert report["pairs"]["held_out"] > 0 and 0.0 <= report["held_out"]["recall"] <= 1.0
+    assert "case" in report["held_out_by_edit"]
+    assert f"near_duplicate {report['encoder']} at" in printed
+    assert "## near_duplicate" in (out / "report.md").read_text()
