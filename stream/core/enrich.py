@@ -167,4 +167,3 @@ def is_english(signals: Signals, text_length: int) -> bool:
         return True
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
     return language.score < needed
-
