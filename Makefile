@@ -43,8 +43,8 @@ golden-records: $(STAMP)
 
 # Throughput, latency, where the time goes, bucketing and memory in one run; JSON into
 # bench-results/. Compare ratios within a run: the machines are shared and noisy.
-bench: $(STAMP)
-	$(BIN)/signals bench
+bench: $(STAMP) $(KAFKA_JARS)
+	$(BIN)/signals bench --live
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests models_onnx

@@ -53,6 +53,9 @@ def add_bench(sub: Any) -> None:
                         help="the input is shuffled with this seed before cycling")
     parser.add_argument("--out", type=Path, metavar="PATH",
                         help="the JSON result (default: bench-results/bench-<UTC time>.json)")
+    parser.add_argument("--live", action="store_true",
+                        help="also run the real worker on a backlog on a fresh local broker and "
+                             "compare its events/s with process_batch's (needs Java)")
     sim = parser.add_argument_group(
         "similarity index (--similarity: measure the ANN libraries instead of process_batch)")
     sim.add_argument("--similarity", action="store_true",
@@ -94,7 +97,7 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
         return run_similarity_command(args, settings, out)
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
-                           bucket_sizes=args.bucket_sizes)
+                           bucket_sizes=args.bucket_sizes, live=args.live)
     print("\n".join(bench_summary(run_bench(request, settings))))
     print(f"wrote {out}")
     return 0
@@ -164,6 +167,13 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
                      f"events/s, {on['cpu_ms_per_event']:.1f} CPU ms/event; off "
                      f"{off['events_per_s']:.1f}, {off['cpu_ms_per_event']:.1f}")
     lines += profile_summary(result["profiles"])
+    if "live_worker" in result:
+        live = result["live_worker"]
+        lines.append(f"live worker on a backlog of {live['events']} events (batch "
+                     f"{live['batch_max_size']}, {live['partitions']} partitions): "
+                     f"{live['live_worker_events_per_s']:.1f} events/s, process_batch "
+                     f"{live['process_batch_events_per_s']:.1f}: "
+                     f"x{live['live_vs_process_batch']:.2f}")
     rss = result["peak_rss_mib"]
     lines.append(f"model load {result['model_load_s']:.2f} s; peak RSS {rss['after_load']:.0f} "
                  f"MiB after load, {rss['after_throughput']:.0f} after the batch sizes, "

@@ -23,7 +23,9 @@ topic mixes content types and lengths) and cycled to ``--events``. Measured:
 6. every model profile of the manifest (``default``, ``fast`` ...) against issue #11's naive
    agent (the v1 encoder alone, one padded text per call), with each profile's recorded head
    quality beside its speed (`stream.bench.profiles`);
-7. the environment: versions, CPUs, settings, the models that ran, the git commit.
+7. with ``--live``, the real worker draining a backlog on a fresh local broker against its
+   `process_batch` on the same events (`stream.bench.live`);
+8. the environment: versions, CPUs, settings, the models that ran, the git commit.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class BenchRequest:
     out: Path
     seed: int = 0
     bucket_sizes: tuple[int, ...] = (8, 16, 32)  # compared with pad-to-longest, and the setting
+    live: bool = False   # also the real worker on a local broker (`stream.bench.live`)
 
 
 def run_bench(request: BenchRequest, settings: Settings) -> dict[str, Any]:
@@ -87,6 +90,10 @@ def run_bench(request: BenchRequest, settings: Settings) -> dict[str, Any]:
     writable(request.out)
     corpus = cycle([m for messages in loaded for m in messages], request.events, request.seed)
     result = measure(settings, corpus, request.batch_sizes, request.bucket_sizes)
+    if request.live:
+        from stream.bench.live import live_worker  # the broker's code only when asked
+
+        result["live_worker"] = live_worker(settings, corpus)
     result["input"] = {"files": [{"path": str(p), "sha256": sha256_of(p), "events": len(m)}
                                  for p, m in zip(paths, loaded, strict=True)],
                        "events": request.events, "seed": request.seed}

@@ -1,0 +1,135 @@
+"""`signals bench --live`: the real worker draining a backlog on a real broker, against its own
+`process_batch` on the same events in the same run (issue #11: live ≥ 0.9 × process_batch).
+
+A fresh single-node Kafka (KRaft, from ``deploy/kafka/lib``) on free ports in a temporary folder;
+the bench's events (each given a unique event and content id, so nothing is a re-delivery) are
+produced *before* the worker starts, so it finds a backlog; then ``signals worker`` runs as its
+own process with the bench's settings. The rate is counted from the first answer (signal or dead
+letter) to the last, so model load and the group join are left out; the worker's
+``process_batch`` rate is measured in this process, at the worker's ``batch_max_size``, right
+after, on the same events.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream.cli.demo import terminate
+from stream.connectors.broker import LocalBroker
+from stream.connectors.kafka import consumer, ensure_topics, produce
+from stream.core.builder import build_pipeline
+from stream.core.pipeline import process_batch
+from stream.core.records import Position, RawMessage
+from stream.errors import ConfigError
+from stream.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unique(messages: Sequence[RawMessage]) -> list[tuple[bytes, bytes]]:
+    """(key, value) per message, ids made unique per copy; a line that is not an object stays."""
+    out = []
+    for n, message in enumerate(messages):
+        try:
+            event = orjson.loads(message.value or b"")
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            out.append((f"bad-{n}".encode(), message.value or b""))
+            continue
+        event["event_id"] = f"{event.get('event_id', 'e')}-{n}"
+        event["content_id"] = f"{event.get('content_id', 'c')}-{n}"
+        out.append((event["content_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def live_worker(settings: Settings, corpus: Sequence[RawMessage],
+                timeout_s: float = 600.0) -> dict[str, Any]:
+    """events/s of the real worker on a backlog and of `process_batch` on the same events."""
+    records = unique(corpus)
+    with tempfile.TemporaryDirectory(prefix="signals-bench-") as tmp:
+        port = free_port()
+        broker = LocalBroker(data_dir=Path(tmp) / "broker", port=port,
+                             controller_port=free_port())
+        broker.start()
+        run = settings.replace(bootstrap_servers=broker.bootstrap, topic_prefix="bench.",
+                               worker_data_dir=Path(tmp) / "worker", max_event_age_s=0,
+                               metrics_port=0, include_embedding=False)
+        try:
+            ensure_topics(run)
+            produce(run, run.topics.events, records)
+            first, last, answered = drain(run, len(records), Path(tmp) / "worker.log", timeout_s)
+        finally:
+            broker.stop(clean=True)
+    live = (answered - 1) / (last - first) if answered > 1 and last > first else 0.0
+    pipeline = build_pipeline(run)
+    messages = [RawMessage(value, Position(run.topics.events, 0, i), key)
+                for i, (key, value) in enumerate(records)]
+    started = time.perf_counter()
+    for i in range(0, len(messages), run.batch_max_size):
+        process_batch(pipeline, messages[i:i + run.batch_max_size])
+    offline = len(messages) / (time.perf_counter() - started)
+    return {"events": len(records), "answered": answered,
+            "batch_max_size": run.batch_max_size, "partitions": run.partitions,
+            "live_worker_events_per_s": round(live, 2),
+            "process_batch_events_per_s": round(offline, 2),
+            "live_vs_process_batch": round(live / offline, 3)}
+
+
+def drain(settings: Settings, expected: int, log: Path,
+          timeout_s: float) -> tuple[float, float, int]:
+    """Start the worker, read signals and dead letters until `expected`; first, last, count."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SIGNALS_")},
+           **worker_env(settings)}
+    topics = settings.topics
+    client = consumer(settings, topics.signals, topics.dlq)
+    with log.open("ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    first = last = 0.0
+    answered = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while answered < expected and time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise ConfigError(f"the bench's worker exited with {worker.returncode}: "
+                                  f"{log.read_text()[-300:].strip()}")
+            for batch in client.poll(timeout_ms=200).values():
+                now = time.perf_counter()
+                first = first or now
+                last, answered = now, answered + len(batch)
+    finally:
+        client.close()
+        terminate(worker)
+    if answered < expected:
+        raise ConfigError(f"the bench's worker answered {answered} of {expected} events in "
+                          f"{timeout_s:.0f} s (its log: {log})")
+    return first, last, answered
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The settings the worker process must share with the bench."""
+    return {"SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SIGNALS_TOPIC_PREFIX": settings.topic_prefix,
+            "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
+            "SIGNALS_METRICS_PORT": "0", "SIGNALS_MAX_EVENT_AGE_S": "0",
+            "SIGNALS_INCLUDE_EMBEDDING": "false", "SIGNALS_LOG_FORMAT": "json",
+            "SIGNALS_PROFILE": settings.profile, "SIGNALS_MODELS_DIR": str(settings.models_dir),
+            "SIGNALS_BATCH_MAX_SIZE": str(settings.batch_max_size),
+            "SIGNALS_ENCODER_BUCKET_SIZE": str(settings.encoder_bucket_size),
+            "SIGNALS_MODEL_THREADS": str(settings.model_threads),
+            "SIGNALS_PARTITIONS": str(settings.partitions)}

@@ -1,0 +1,49 @@
+"""`signals bench --live` on a real broker: the worker drains a backlog, every event is answered,
+and the ratio to `process_batch` is computed from the same events (its value is not asserted:
+speed belongs to the bench's JSON, not to a timed test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.bench.cli import bench_summary
+from stream.bench.live import live_worker, unique
+from stream.bench.run import read_events
+from stream.paths import CHECKOUT
+from stream.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_live_worker_answers_every_event_of_its_backlog(settings: Settings) -> None:
+    corpus = read_events(CHECKOUT / "deploy" / "demo" / "events.jsonl")[:40]
+    keys = [key for key, _ in unique(corpus + corpus)]
+    assert len(keys) == len(set(keys))      # every copy is a new item (keyed by content id)
+    result = live_worker(settings.replace(model_threads=1, partitions=2, batch_max_size=16),
+                         corpus, timeout_s=240)
+    assert result["answered"] == result["events"] == len(corpus)
+    assert result["live_worker_events_per_s"] > 0 and result["process_batch_events_per_s"] > 0
+    assert result["live_vs_process_batch"] == pytest.approx(
+        result["live_worker_events_per_s"] / result["process_batch_events_per_s"], rel=0.01)
+
+
+def test_the_summary_prints_the_live_ratio(tmp_path: Path) -> None:
+    live = {"events": 10, "answered": 10, "batch_max_size": 16, "partitions": 2,
+            "live_worker_events_per_s": 90.0, "process_batch_events_per_s": 100.0,
+            "live_vs_process_batch": 0.9}
+    assert any("x0.90" in line for line in bench_summary_lines(live))
+
+
+def bench_summary_lines(live: dict[str, object]) -> list[str]:
+    base = {"environment": {"model_threads": 1, "encoder_bucket_size": 8, "cpus_usable": 2},
+            "input": {"events": 10}, "throughput": [],
+            "stages": {"batch_size": 1, "share_of_process_batch": {}},
+            "bucketing": {"batch_size": 1, "real_tokens": 0, "variants": []},
+            "thread_spinning": [], "peak_rss_mib": {"after_load": 1, "after_throughput": 1,
+                                                    "after_run": 1},
+            "model_load_s": 0.1,
+            "profiles": {"naive_agent": {"encoder": "e", "padded_to": 128, "texts_per_s": 1.0},
+                         "batch_size": 1, "profiles": []}}
+    return bench_summary({**base, "live_worker": live})
