@@ -39,7 +39,7 @@ def similarity_agent(app: faust.App, topic: Any, settings: Settings, index: Vect
     at each assignment it is cleared and rebuilt from them in the background, and the agent
     waits for that before its next batch (records read twice — rebuilt, then consumed — are
     idempotent upserts). A pgvector index is shared and durable: nothing to rebuild."""
-    threshold = shipped_threshold(settings)  # the active encoder's calibrated one
+    threshold = shipped_threshold(settings)  # the calibrated one of the encoder this worker runs
     ready = asyncio.Event()
     ready.set()
     if settings.similarity_index in EMBEDDED_KINDS:
