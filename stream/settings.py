@@ -205,6 +205,25 @@ class Settings:
                  f"SIGNALS_LOG_LEVEL={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
 
 
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The ``SIGNALS_*`` variables under which `Settings.load` in a child process (a worker the
+    demo, the live bench or a test starts) gives `settings` back; None is the empty value."""
+    env = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        env[_var(f.name)] = (str(value).lower() if isinstance(value, bool) else
+                             "" if value is None else str(value))
+    return env
+
+
+def child_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without its own ``SIGNALS_*`` (and ``KAFKA_BOOTSTRAP_SERVERS``) variables, plus
+    `as_environment(settings)`: what a child process that runs with `settings` is given."""
+    inherited = {k: v for k, v in environ.items()
+                 if not k.startswith(ENV_PREFIX) and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    return {**inherited, **as_environment(settings)}
+
+
 def _var(name: str) -> str:
     return ENV_PREFIX + name.upper()
 

@@ -31,7 +31,7 @@ from stream.core.builder import build_pipeline
 from stream.core.pipeline import process_batch
 from stream.core.records import Position, RawMessage
 from stream.errors import ConfigError
-from stream.settings import Settings
+from stream.settings import Settings, child_environment
 
 
 def free_port() -> int:
@@ -93,8 +93,7 @@ def live_worker(settings: Settings, corpus: Sequence[RawMessage],
 def drain(settings: Settings, expected: int, log: Path,
           timeout_s: float) -> tuple[float, float, int]:
     """Start the worker, read signals and dead letters until `expected`; first, last, count."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SIGNALS_")},
-           **worker_env(settings)}
+    env = child_environment(settings, os.environ)
     topics = settings.topics
     client = consumer(settings, topics.signals, topics.dlq)
     with log.open("ab") as out:
@@ -120,16 +119,3 @@ def drain(settings: Settings, expected: int, log: Path,
                           f"{timeout_s:.0f} s (its log: {log})")
     return first, last, answered
 
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The settings the worker process must share with the bench."""
-    return {"SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SIGNALS_TOPIC_PREFIX": settings.topic_prefix,
-            "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
-            "SIGNALS_METRICS_PORT": "0", "SIGNALS_MAX_EVENT_AGE_S": "0",
-            "SIGNALS_INCLUDE_EMBEDDING": "false", "SIGNALS_LOG_FORMAT": "json",
-            "SIGNALS_PROFILE": settings.profile, "SIGNALS_MODELS_DIR": str(settings.models_dir),
-            "SIGNALS_BATCH_MAX_SIZE": str(settings.batch_max_size),
-            "SIGNALS_ENCODER_BUCKET_SIZE": str(settings.encoder_bucket_size),
-            "SIGNALS_MODEL_THREADS": str(settings.model_threads),
-            "SIGNALS_PARTITIONS": str(settings.partitions)}

@@ -26,7 +26,7 @@ from stream.connectors.broker import LocalBroker
 from stream.connectors.jsonl import keyed_lines, open_input, read_lines
 from stream.connectors.kafka import consumer, ensure_topics, produce
 from stream.paths import STATE_ROOT
-from stream.settings import Settings
+from stream.settings import Settings, child_environment
 
 DEMO_DIR = STATE_ROOT / ".kafka" / "demo"
 Keyed = tuple[bytes | None, bytes]   # a keyed line of the sample
@@ -264,12 +264,7 @@ def format_campaign(value: dict[str, Any]) -> str | None:
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SIGNALS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "SIGNALS_METRICS_PORT": str(settings.metrics_port),
-           "SIGNALS_METRICS_HOST": settings.metrics_host,
-           "SIGNALS_WORKER_DATA_DIR": str(settings.worker_data_dir),
-           "SIGNALS_TOPIC_PREFIX": settings.topic_prefix, "SIGNALS_LOG_FORMAT": "json",
-           "SIGNALS_WATERMARK_IDLE_S": str(settings.watermark_idle_s)}
+    env = child_environment(settings, os.environ)
     log = (DEMO_DIR / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -152,7 +152,7 @@ class Enricher:
             for row, signal in classified:
                 if model.contract.english_only:
                     english = english or [
-                        is_english({**(known[i] if known else {}), **s}, len(text))
+                        is_english({**known[i], **s} if known else s, len(text))
                         for i, (s, text) in enumerate(zip(per_item, batch.texts, strict=True))]
                     signal = signal if english[row] else signal.unreliable()
                 per_item[row][model.task] = signal

@@ -13,7 +13,6 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.cli.demo import terminate
 from stream.connectors.kafka import consumer
-from stream.settings import ENV_PREFIX, Settings
+from stream.settings import Settings, child_environment
 
 DEFAULT_METRICS_PORT = Settings().metrics_port
 
@@ -72,14 +71,7 @@ class WorkerProcess(subprocess.Popen[bytes]):
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes `Settings.load` in a child process equal `settings`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(ENV_PREFIX) and k != "KAFKA_BOOTSTRAP_SERVERS"}
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        text = (str(value).lower() if isinstance(value, bool) else
-                "" if value is None else str(value))   # "": the default (e.g. the encoder's)
-        env[ENV_PREFIX + f.name.upper()] = text
-    return env
+    return child_environment(settings, os.environ)
 
 
 @contextmanager

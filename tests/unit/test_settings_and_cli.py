@@ -98,3 +98,15 @@ def test_a_broker_that_is_not_there_is_reported_within_the_connect_timeout(
                  "--connect-timeout-s", "0.5"]) == 2
     assert "no Kafka broker answers at 127.0.0.1:1" in capsys.readouterr().err
     assert time.monotonic() - started < 25  # far below kafka-python's own 30 s default
+
+
+def test_a_child_process_environment_loads_the_same_settings(tmp_path: Path) -> None:
+    from stream.settings import as_environment, child_environment
+
+    settings = Settings.load({}).replace(worker_data_dir=tmp_path, include_embedding=False,
+                                         near_duplicate_threshold=None, profile="fast")
+    assert Settings.load(as_environment(settings)) == settings
+    child = child_environment(settings, {"PATH": "/bin", "SIGNALS_APP_ID": "other",
+                                         "KAFKA_BOOTSTRAP_SERVERS": "elsewhere:9092"})
+    assert child["PATH"] == "/bin" and "KAFKA_BOOTSTRAP_SERVERS" not in child
+    assert Settings.load(child) == settings
