@@ -23,3 +23,5 @@ def _in_checkout() -> bool:
 
 DATA_ROOT = CHECKOUT if _in_checkout() else INSTALLED
 STATE_ROOT = CHECKOUT if _in_checkout() else Path(".")
+# The labelled corpora beside the checkout (read in place, never copied): calibration, eval, bench.
+SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"

@@ -12,10 +12,8 @@ from typing import Any
 
 from stream.cli.types import positive_int
 from stream.errors import ConfigError
-from stream.paths import CHECKOUT
+from stream.paths import SHARED_DATASETS
 from stream.settings import Settings
-
-SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64)
 DEFAULT_EVENTS = 384

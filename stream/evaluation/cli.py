@@ -18,11 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from stream.errors import ConfigError
 from stream.models.manifest import load_manifest, parse_task_versions
-from stream.paths import CHECKOUT
+from stream.paths import SHARED_DATASETS
 from stream.settings import Settings
-
-SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
-PAIRS = {"per_file": 400, "originals": 60}   # as `signals similar --calibrate` by default
 
 if TYPE_CHECKING:
     from stream.evaluation.gate import Gate
@@ -149,26 +146,20 @@ def near_duplicate_result(args: argparse.Namespace, settings: Settings) -> dict[
     held-out half of the derived pairs (the same pairs and split as the calibration)."""
     from stream.bench.similarity import encode
     from stream.core.builder import build_pipeline
-    from stream.errors import InputFileError
     from stream.similarity.calibration import (
-        build_pairs,
+        ORIGINALS,
+        PER_FILE,
+        derive_pairs,
         held_out_report,
-        load_items,
         shipped_threshold,
     )
 
-    if not args.datasets_dir.is_dir():
-        raise InputFileError(f"--datasets-dir {args.datasets_dir} does not exist")
     encoder = build_pipeline(settings, _versions(args.model, settings.manifest_path)
                              ).enricher.encoder
-    items = load_items(args.datasets_dir, PAIRS["per_file"], args.seed)
-    if not items:
-        raise InputFileError(f"no corpus of stream.similarity.calibration.CORPORA in "
-                             f"{args.datasets_dir}")
-    pairs, embedded = build_pairs(items, lambda texts: encode(texts, encoder),
-                                  originals_per_kind=PAIRS["originals"], seed=args.seed)
+    _, pairs, embedded = derive_pairs(args.datasets_dir, lambda texts: encode(texts, encoder),
+                                      per_file=PER_FILE, originals=ORIGINALS, seed=args.seed)
     report = held_out_report(pairs, embedded, shipped_threshold(settings, encoder.version))
-    return {**report, "encoder": encoder.version, **PAIRS}
+    return {**report, "encoder": encoder.version, "per_file": PER_FILE, "originals": ORIGINALS}
 
 
 def gate_exit(baseline: dict[str, Any], result: dict[str, Any], gate: Gate, path: Path) -> int:

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream.errors import ConfigError
+from stream.errors import ConfigError, InputFileError
 from stream.models.manifest import load_manifest
 from stream.settings import Settings
 
+PER_FILE, ORIGINALS = 400, 60   # items sampled per corpus, originals per kind (the CLI defaults)
 THRESHOLD_KEY = "near_duplicate_threshold"   # in an encoder's manifest entry
 REPORT_KEY = "near_duplicate_calibration"     # the report's path, relative to models_onnx/
 
@@ -171,6 +172,21 @@ EDITS: dict[str, Callable[[random.Random, str], str]] = {
 def split_of(item_id: str) -> str:
     digest = hashlib.sha256(item_id.encode()).digest()[0]
     return "calibration" if digest % 2 == 0 else "held_out"
+
+
+def derive_pairs(folder: Path, embed: Callable[[list[str]], np.ndarray], *, per_file: int,
+                 originals: int, seed: int) -> tuple[list[Item], list[Pair],
+                                                     dict[str, np.ndarray]]:
+    """The labelled pairs of the corpora in `folder` (calibrate and eval alike): the items, the
+    pairs, the vectors; an InputFileError naming the folder when it holds none of them."""
+    if not folder.is_dir():
+        raise InputFileError(f"--datasets-dir {folder} does not exist (the shared corpora are "
+                             "read in place)")
+    items = load_items(folder, per_file, seed)
+    if not items:
+        raise InputFileError(f"no corpus of stream.similarity.calibration.CORPORA in {folder}")
+    pairs, embedded = build_pairs(items, embed, originals_per_kind=originals, seed=seed)
+    return items, pairs, embedded
 
 
 def build_pairs(items: Sequence[Item], embed: Callable[[list[str]], np.ndarray], *,

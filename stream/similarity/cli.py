@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from stream.cli.types import positive_int
-from stream.errors import ConfigError, InputFileError
+from stream.errors import ConfigError
 from stream.models.manifest import ManifestEntry, ModelSpec, replace_entry
-from stream.paths import CHECKOUT, STATE_ROOT
+from stream.paths import CHECKOUT, SHARED_DATASETS, STATE_ROOT
 from stream.settings import Settings
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
-SHARED_DATASETS = CHECKOUT.parent / "shared" / "datasets"
 
 DESCRIPTION = """\
 Query the similarity index: QUERY is a content id already indexed (its own vector is used and it
@@ -55,9 +54,9 @@ def add_similar(sub: Any, connection: AddOptions) -> None:
     cal.add_argument("--calibrate", action="store_true",
                      help="calibrate the near-duplicate threshold on derived labelled pairs")
     cal.add_argument("--datasets-dir", type=Path, default=SHARED_DATASETS)
-    cal.add_argument("--per-file", type=positive_int, default=400,
+    cal.add_argument("--per-file", type=positive_int, default=400,   # calibration.PER_FILE
                      help="items sampled per corpus (the pool of hard negatives)")
-    cal.add_argument("--originals", type=positive_int, default=60,
+    cal.add_argument("--originals", type=positive_int, default=60,   # calibration.ORIGINALS
                      help="originals per content kind that get edited copies")
     cal.add_argument("--seed", type=int, default=0)
     cal.add_argument("--out", type=Path, help="write the calibration JSON here")
@@ -116,18 +115,12 @@ def run_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
     from stream.bench.similarity import encode
     from stream.core.builder import build_pipeline
-    from stream.similarity.calibration import THRESHOLD_KEY, build_pairs, calibrate, load_items
+    from stream.similarity.calibration import THRESHOLD_KEY, calibrate, derive_pairs
 
-    if not args.datasets_dir.is_dir():
-        raise InputFileError(f"--datasets-dir {args.datasets_dir} does not exist (the shared "
-                             "corpora are read in place)")
-    items = load_items(args.datasets_dir, args.per_file, args.seed)
-    if not items:
-        raise InputFileError(f"no corpus of stream.similarity.calibration.CORPORA in "
-                             f"{args.datasets_dir}")
     encoder = build_pipeline(settings).enricher.encoder
-    pairs, embedded = build_pairs(items, lambda texts: encode(texts, encoder),
-                                  originals_per_kind=args.originals, seed=args.seed)
+    items, pairs, embedded = derive_pairs(
+        args.datasets_dir, lambda texts: encode(texts, encoder), per_file=args.per_file,
+        originals=args.originals, seed=args.seed)
     result = calibrate(pairs, embedded)
     result["provenance"] = {
         "derived_from": sorted({i.label.split(":")[0] for i in items}),
