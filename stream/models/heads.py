@@ -55,7 +55,10 @@ class ClassifierSpec:
     labels: tuple[str, ...]
     multi_label: bool = False
     thresholds: Mapping[str, float] = field(default_factory=dict)
-    english_only: bool = False
+    # The languages its signals are reliable in (None: every language). A head's manifest entry
+    # lists them as ``reliable_languages`` (measured per language, MODELS.md); an entry without
+    # the list is ``english_only`` (the default) or reliable everywhere.
+    reliable_languages: frozenset[str] | None = None
     applies_to: frozenset[str] = frozenset(CONTENT_TYPES)  # content types it was trained for
     # A label that only means something for some content types (safety's ``explicit`` is a
     # feed's self-declared flag) is scored everywhere but flagged only on those.
@@ -101,6 +104,13 @@ class LanguageModel:
         return list(enumerate(self.predict(batch.texts)))
 
 
+def reliable_languages(spec: ModelSpec) -> frozenset[str] | None:
+    listed = spec.extra("reliable_languages")
+    if listed is not None:
+        return frozenset(str(code) for code in listed)
+    return frozenset({"en"}) if spec.extra("english_only", True) else None
+
+
 class HeadModel:
     """A classifier on the encoder embedding (topic, safety, sentiment, spam, emotion)."""
 
@@ -110,7 +120,7 @@ class HeadModel:
             task=spec.task, version=spec.version, labels=tuple(labels),
             multi_label=bool(spec.extra("multi_label", False)),
             thresholds={k: float(v) for k, v in spec.extra("thresholds", {}).items()},
-            english_only=bool(spec.extra("english_only", True)),
+            reliable_languages=reliable_languages(spec),
             applies_to=frozenset(spec.extra("applies_to", CONTENT_TYPES)),
             label_applies_to={label: frozenset(types) for label, types
                               in spec.extra("label_applies_to", {}).items()})

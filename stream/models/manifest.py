@@ -4,7 +4,9 @@ Each entry names a task (``embedding``, ``topic``, ``language`` ...), a version,
 to the manifest's folder) and its sha256. ``active`` maps each task to the version a worker runs
 unless told otherwise; replay and eval can pick any listed version. ``profiles`` names other
 choices a worker can run (``fast``: the static encoder and the heads trained on it); a profile
-need only name the encoder, the heads follow it (`Manifest.resolve_beside`).
+need only name the encoder, the heads follow it (`Manifest.resolve_beside`). ``language_tier``
+names a multilingual encoder whose heads serve the items in languages the active heads are not
+reliable in (`stream.core.enrich.LanguageTier`).
 
 This module owns the format both ways: `load_manifest` reads it, and the training code
 (``models_onnx/training``) writes entries as `ManifestEntry` objects through `upsert_entry`, so what
@@ -88,6 +90,15 @@ class Manifest:
     active: dict[str, str]
     # name → {task: version}: what a worker runs instead of `active` (SIGNALS_PROFILE)
     profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    language_tier: str | None = None  # an embedding version (see the module docstring)
+
+    def heads_on(self, encoder: str) -> list[ModelSpec]:
+        """The first listed head of each task trained on `encoder`."""
+        first: dict[str, ModelSpec] = {}
+        for spec in self.models:
+            if reads_encoder(spec) == encoder:
+                first.setdefault(spec.task, spec)
+        return list(first.values())
 
     def profile(self, name: str) -> dict[str, str]:
         """The versions profile `name` chooses ("" or "default": none, i.e. `active`)."""
@@ -147,7 +158,8 @@ def load_manifest(path: Path) -> Manifest:
     models = tuple(spec_of(m, base) for m in data.get("models", []))
     return Manifest(path=path, models=models, active=dict(data.get("active", {})),
                     profiles={name: dict(versions)
-                              for name, versions in data.get("profiles", {}).items()})
+                              for name, versions in data.get("profiles", {}).items()},
+                    language_tier=data.get("language_tier"))
 
 
 def spec_of(raw: dict[str, Any], base: Path) -> ModelSpec:

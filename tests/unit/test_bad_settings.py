@@ -63,6 +63,7 @@ BAD: list[tuple[str, str, dict[str, str]]] = [
     ("SIGNALS_ENCODER_BUCKET_SIZE", "0", {}),
     ("SIGNALS_MODEL_THREADS", "0", {}),
     ("SIGNALS_MODEL_SPINNING", "sometimes", {}),
+    ("SIGNALS_LANGUAGE_TIER", "perhaps", {}),
     ("SIGNALS_MAX_EVENT_BYTES", "0", {}),
     ("SIGNALS_INCLUDE_EMBEDDING", "maybe", {}),
     ("SIGNALS_TUMBLING_WINDOW_S", "0", {}),

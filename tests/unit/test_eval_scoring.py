@@ -18,9 +18,9 @@ from stream.models.heads import ClassifierSpec, head_signal
 
 SAFETY = ClassifierSpec(task="safety", version="safety-t", labels=("offensive", "hate", "explicit"),
                   multi_label=True, thresholds={"offensive": 0.5, "hate": 0.4, "explicit": 0.5},
-                  english_only=True)
+                  reliable_languages=frozenset({"en"}))
 SPAM = ClassifierSpec(task="spam", version="spam-t", labels=("ham", "spam"), multi_label=False,
-                thresholds={"spam": 0.3}, english_only=True)
+                thresholds={"spam": 0.3}, reliable_languages=frozenset({"en"}))
 
 
 def predictions(spec: ClassifierSpec, rows: list[list[float]], truth: list[tuple[str, ...]],

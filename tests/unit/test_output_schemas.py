@@ -264,7 +264,9 @@ def test_live_enriched_records_match_the_schema(live: BatchOutput) -> None:
     assert_valid(TOPICS.enriched, enriched)
     assert [r.key.decode() for r in live.enriched] == [e["group"] for e in enriched]
     groups = {e["group"] for e in enriched}
-    assert "content_type=comment|market=ZZ" in groups and "topic=unknown|market=DE" in groups
+    assert "content_type=comment|market=ZZ" in groups and "topic=unknown|market=US" in groups
+    assert any(g.startswith("topic=") and g.endswith("|market=DE") and "unknown" not in g
+               for g in groups)   # German items get a topic from the language tier
     assert any(e["creator_id"] is None for e in enriched)
 
 

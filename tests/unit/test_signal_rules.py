@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.core.enrich import is_english
+from stream.core.enrich import confident_language
 from stream.core.outputs import Signal
 from stream.core.records import ContentEvent
 from stream.core.rules import aggregation_group, flags_for
 from stream.models.heads import ClassifierSpec, head_signal
 
 SPAM = ClassifierSpec("spam", "spam-v1", ("ham", "spam"), multi_label=False,
-                thresholds={"spam": 0.8}, english_only=True)
+                thresholds={"spam": 0.8}, reliable_languages=frozenset({"en"}))
 SAFETY = ClassifierSpec("safety", "safety-v1", ("offensive", "hate", "explicit"), multi_label=True,
-                  thresholds={"offensive": 0.5, "hate": 0.3, "explicit": 0.6}, english_only=True)
+                  thresholds={"offensive": 0.5, "hate": 0.3, "explicit": 0.6},
+                  reliable_languages=frozenset({"en"}))
 TOPIC = ClassifierSpec("topic", "topic-v1", ("News", "Sports", "Comedy"), multi_label=False,
-                 thresholds={}, english_only=True)
+                 thresholds={}, reliable_languages=frozenset({"en"}))
 
 
 def sig(label: str, score: float = 0.5, flagged: tuple[str, ...] | None = None) -> Signal:
@@ -48,17 +49,17 @@ def test_flags_are_named_by_task_and_label() -> None:
     assert flags_for(signals) == ("safety:hate", "safety:offensive", "spam")
 
 
-def test_english_unless_confidently_something_else() -> None:
+def test_a_language_counts_only_when_the_language_model_is_confident() -> None:
     long = 80
-    assert is_english({}, long)
-    assert is_english({"language": sig("en", 0.99)}, long)
-    assert is_english({"language": sig("de", 0.4)}, long)
-    assert not is_english({"language": sig("de", 0.95)}, long)
+    assert confident_language({}, long) is None
+    assert confident_language({"language": sig("en", 0.3)}, long) == "en"
+    assert confident_language({"language": sig("de", 0.4)}, long) is None
+    assert confident_language({"language": sig("de", 0.95)}, long) == "de"
 
 
-def test_short_texts_need_near_certainty_to_count_as_non_english() -> None:
-    assert is_english({"language": sig("cs", 0.95)}, len("Pivot"))
-    assert not is_english({"language": sig("de", 0.999)}, len("Sehr gut, danke!"))
+def test_short_texts_need_near_certainty_to_count_as_another_language() -> None:
+    assert confident_language({"language": sig("cs", 0.95)}, len("Pivot")) is None
+    assert confident_language({"language": sig("de", 0.999)}, len("Sehr gut, danke!")) == "de"
 
 
 def event(content_type: str, market: str | None = "US") -> ContentEvent:

@@ -85,7 +85,7 @@ def test_a_trained_head_entry_is_what_the_worker_reads(tmp_path: Path) -> None:
     assert spec.file == heads / "spam-minilm-lr-v1.onnx"
     head = HeadModel(spec, threads=1)
     assert head.contract.labels == ("ham", "spam") and head.contract.thresholds == {"spam": 0.61}
-    assert not head.contract.multi_label and head.contract.english_only
+    assert not head.contract.multi_label and head.contract.reliable_languages == {"en"}
     assert head.contract.applies_to == frozenset(CONTENT_TYPES)
     assert spec.extra("reference") == "heads/spam.reference.json"
     assert spec.extra("encoder") == "minilm-l6-v2-int8-v1"
