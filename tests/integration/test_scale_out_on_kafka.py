@@ -98,7 +98,7 @@ def test_three_workers_share_six_partitions_and_survivors_take_over(
         print(f"takeover after SIGKILL (session timeout 6 s): {takeover:.1f} s; "
               f"{time.monotonic() - kill_at:.1f} s to all partitions on the survivor")
         feed(closers(made))
-        seen = collect(settings, outputs, timeout_s=180, worker=survivor,
+        seen = collect(settings, outputs, timeout_s=120, worker=survivor,
                        worker_log=survivor.log_path, until=done)
 
     records = values(seen[topics.signals]) + values(seen[topics.dlq])
