@@ -87,6 +87,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     partitions to their beginning, logs offset gaps."""
 
     _fetched: RecordMap | None = None
+    _sought: frozenset[TP] = frozenset()   # partitions whose first record after a seek is logged
 
     async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, Any]:
         records, active = await super()._wait_next_records(timeout)
@@ -98,6 +99,10 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         delivered: dict[TP, int] = {}
         async for tp, message in super().getmany(timeout):
             delivered[tp] = message.offset
+            if tp in self._sought:
+                self._sought -= {tp}
+                log.info("first_after_seek", topic=tp.topic, partition=tp.partition,
+                         offset=message.offset)
             yield tp, message
         await self._refetch_undelivered(self._fetched or {}, delivered)
 
@@ -110,6 +115,16 @@ class WorkerConsumer(faust_aiokafka.Consumer):
                 log.info("refetching_undelivered", topic=tp.topic, partition=tp.partition,
                          first=left[0], last=left[-1])
                 await self.seek(tp, left[0])
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets after a rebalance; logged with the offsets the
+        input partitions restart from, and the first record each then delivers."""
+        await super().perform_seek()
+        inputs = {tp: offset for tp, offset in self._read_offset.items()
+                  if not self._is_changelog_tp(tp)}
+        log.info("sought_to_committed", offsets={f"{tp.topic}:{tp.partition}": offset
+                                                 for tp, offset in sorted(inputs.items())})
+        self._sought = frozenset(inputs)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
