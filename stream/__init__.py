@@ -17,7 +17,8 @@ Reading guide, in the order data flows (one subpackage per room):
                           `shadow` (champion vs challenger windows, PSI, the drift reference).
 4. `stream.windows`       event-time windows: `kinds` (one class per window kind), `aggregator`
                           (assign, fold once per source offset, watermark, close).
-5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `index_stage`
+5. `stream.worker`        the thin Faust shell: `app` (topics, tables, agents), `windowing`
+                          (the window agents' step, the idle timer), `index_stage`
                           (the index agent), `sinks`, `logs`, `noise` (rate-limited library
                           logs), `metrics`, `health` and `server` (/metrics, /healthz, /readyz),
                           `transport`, `run` (`run_worker`).

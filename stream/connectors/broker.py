@@ -153,7 +153,8 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                       "-c", str(config),
                        *(self.scram.format_args() if self.auth == "scram" else ())),
             capture_output=True, text=True, check=False)
         if result.returncode != 0:

@@ -11,8 +11,11 @@ sent nothing here for `idle_ms` of processing time (`clock`, injected), counted 
 aggregator started serving the partition for sources it has not heard from since; idle sources
 do not hold the watermark back (Flink's idleness). So a source partition paused by a rebalance
 does not see its records declared late by the others' progress, unless it stays silent longer
-than `idle_ms`. The watermark never goes back (a source that resumes behind it has late records).
-A window closes when ``watermark >= end + grace``.
+than `idle_ms`. Once *every* source is idle, the watermark is the largest event time over them
+all (Flink's valve flushes the maximum when its last input goes idle), and `tick` advances it
+without a record, so the windows of a stream that went quiet close on time, not at the next
+record (the worker calls it from a timer). The watermark never goes back (a source that resumes
+behind it has late records). A window closes when ``watermark >= end + grace``.
 
 **Effectively once.** Every stored window remembers, per source partition, the highest source
 offset it folded (``source_offsets``, in the same changelogged value as the counts), and every
@@ -211,13 +214,34 @@ class WindowAggregator:
         step.state = state
         return self._closing(step, _due(state["watermark"]))
 
-    def settle(self, step: Step) -> None:
+    def tick(self, partition: int) -> Step:
+        """Advance `partition`'s watermark by idleness alone (no record; a no-op without
+        `idle_ms`): the windows it closes, and the state to write, as `prepare` returns them.
+        A partition with state that this aggregator has not served yet (recovered, taken over)
+        starts its idle time here; one with none (nothing heard, nothing open) does not."""
+        self._ensure_index()
+        state = self.partition_state(partition)
+        step = Step(partition)
+        if self.idle_ms is None or not (state["sources"] or self._open.get(partition)):
+            return step
+        now = self.clock()
+        self._seen.setdefault(partition, {})
+        self._since.setdefault(partition, now)
+        candidate = self._candidate(partition, state, now)
+        if candidate is not None and (state["watermark"] is None or candidate > state["watermark"]):
+            state["watermark"] = candidate
+            step.state = state
+        return self._closing(step, _due(state["watermark"]))
+
+    def settle(self, step: Step, into: MutableMapping[str, Any] | None = None) -> None:
         """Make a prepared step permanent: the partition state, then the closed windows' removal
-        (after the caller has sent them)."""
+        (after the caller has sent them); `into` another view of the store (the worker's
+        timer writes the table for one partition)."""
+        store = self.store if into is None else into
         if step.state is not None:
-            self.store[WATERMARK_PREFIX + str(step.partition)] = step.state
+            store[WATERMARK_PREFIX + str(step.partition)] = step.state
         for key in step.closed_keys:
-            self.store.pop(key, None)
+            store.pop(key, None)
 
     def watermark(self, partition: int) -> int | None:
         mark = self.partition_state(partition)["watermark"]
@@ -242,7 +266,8 @@ class WindowAggregator:
         return closed
 
     def _candidate(self, partition: int, state: dict[str, Any], now: float) -> int | None:
-        """The minimum event time over the active sources; None while an active one is unheard."""
+        """The minimum event time over the active sources; None while an active one is unheard;
+        the maximum over all heard sources when every source is idle."""
         seen, since = self._seen[partition], self._since[partition]
         marks: list[int] = []
         for source in sorted(set(state["sources"]) | {str(p) for p in self.sources}):
@@ -252,7 +277,10 @@ class WindowAggregator:
             if known is None:
                 return None
             marks.append(int(known["event_ms"]))
-        return min(marks) if marks else None
+        if marks:
+            return min(marks)
+        heard = [int(known["event_ms"]) for known in state["sources"].values()]
+        return max(heard) if heard else None
 
     def _fold_into(self, spec: WindowKind, group: str, start: int, record: dict[str, Any],
                    partition: int, source: str, offset: int | None) -> None:

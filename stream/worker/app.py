@@ -17,6 +17,8 @@
 * ``campaigns`` folds those into the signal window kinds (`stream.similarity.campaigns`, table
   ``campaign-windows``) and sends ``signals.campaigns.v1``: near-duplicates and their clusters
   per window.
+* a timer closes the windows of partitions whose sources all went idle, without waiting for a
+  record (`stream.worker.windowing.close_idle`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import structlog
 
 from stream.connectors.kafka import DLQ_MAX_MESSAGE_BYTES, compacted_topics
 from stream.connectors.security import faust_credentials
-from stream.core.outputs import Record, WindowRecord
+from stream.core.outputs import Record
 from stream.core.pipeline import Pipeline, process_batch
 from stream.core.records import Position, RawMessage
 from stream.core.topics import Topics
@@ -52,6 +54,7 @@ from stream.worker.logs import log_batch
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
 from stream.worker.transport import WorkerTransport
+from stream.worker.windowing import WindowOutput, WindowStage, close_idle, fold_one
 
 log = structlog.get_logger("stream.worker.app")
 
@@ -77,6 +80,7 @@ class SignalsApp:
     index: VectorIndex | None = None
     campaigns: Any = None
     campaign_aggregator: WindowAggregator | None = None
+    idle_stages: tuple[WindowStage, ...] = ()   # what the idle timer ticks (`close_idle`)
 
 
 def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = None) -> SignalsApp:
@@ -89,7 +93,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     topics = declare_topics(app, settings)
     durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    aggregator, eval_aggregator, campaign_aggregator = window_aggregators(app, settings)
+    (aggregator, eval_aggregator, campaign_aggregator), tables = window_aggregators(app, settings)
     names = settings.topics
 
     @app.agent(topics[names.events])
@@ -107,63 +111,54 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                                     "campaign_window_closed",
                                     logged=("near_duplicates", "clusters"))
 
+    signal_stage = WindowStage(aggregator, signal_windows, tables[TABLE_NAME], names.enriched)
+    eval_stage = WindowStage(eval_aggregator, eval_windows, tables[EVAL_TABLE_NAME], names.shadow)
+    campaign_stage = WindowStage(campaign_aggregator, campaign_windows,
+                                 tables[CAMPAIGN_TABLE_NAME], names.clusters)
+
     @app.agent(topics[names.enriched])
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
-            await fold_one(aggregator, signal_windows, orjson.loads(event.value),
-                           event.message.partition, sink, metrics, durable)
+            await fold_one(signal_stage, orjson.loads(event.value), event.message.partition,
+                           sink, metrics, durable)
 
     @app.agent(topics[names.shadow])
     async def model_eval(stream: Any) -> None:
         async for event in stream.events():
-            await fold_one(eval_aggregator, eval_windows, orjson.loads(event.value),
-                           event.message.partition, sink, metrics, durable)
+            await fold_one(eval_stage, orjson.loads(event.value), event.message.partition,
+                           sink, metrics, durable)
 
     @app.agent(topics[names.clusters])
     async def campaigns(stream: Any) -> None:
         async for event in stream.events():
-            await fold_one(campaign_aggregator, campaign_windows, orjson.loads(event.value),
-                           event.message.partition, sink, metrics, durable)
+            await fold_one(campaign_stage, orjson.loads(event.value), event.message.partition,
+                           sink, metrics, durable)
+
+    async def close_idle_windows() -> None:   # the stages with idleness (not model_eval)
+        if not (app.rebalancing or app.in_recovery):
+            await close_idle((signal_stage, campaign_stage), health.assigned, sink, metrics,
+                             durable)
+
+    if settings.watermark_idle_s:
+        app.timer(interval=idle_tick_s(settings))(close_idle_windows)
 
     index = open_index(settings)
     index_stage = similarity_agent(app, topics[names.embeddings], settings, index, sink)
     return SignalsApp(app, enrich, aggregate, model_eval, aggregator, eval_aggregator, sink,
-                      metrics, health, index_stage, index, campaigns, campaign_aggregator)
+                      metrics, health, index_stage, index, campaigns, campaign_aggregator,
+                      (signal_stage, campaign_stage))
 
 
-@dataclass(frozen=True, slots=True)
-class WindowOutput:
-    """What one window agent does with a closed window: its topic, key field and log event."""
-
-    agent: str
-    topic: str
-    key: str
-    event: str
-    logged: tuple[str, ...] = ()
-    late_topic: str | None = None
-    report_late: bool = False   # log late records (and send them when `late_topic` is set)
-
-
-async def fold_one(aggregator: WindowAggregator, out: WindowOutput, record: dict[str, Any],
-                   partition: int, sink: Sink, metrics: WorkerMetrics,
-                   durable: Callable[[], Awaitable[None]]) -> None:
-    """Fold one record; send what it closed (and its late report); make that durable on the
-    broker, and only then let the aggregator forget the closed windows (`settle`)."""
-    late_before = aggregator.late_records
-    step = aggregator.prepare(record[out.key], record, partition)
-    metrics.observe_windows(out.agent, step.closed, aggregator.late_records - late_before)
-    sent = await send_late(sink, out.late_topic, step.late) if out.report_late else False
-    await send_closed(sink, out.topic, out.key, step.closed, out.event, *out.logged)
-    if sent or step.closed:
-        await durable()
-    aggregator.settle(step)
+def idle_tick_s(settings: Settings) -> float:
+    """How often the timer looks for idle partitions: a quarter of the idle time, 0.5 to 5 s."""
+    return min(5.0, max(0.5, settings.watermark_idle_s / 4))
 
 
 def window_aggregators(
     app: faust.App, settings: Settings
-) -> tuple[WindowAggregator, WindowAggregator, WindowAggregator]:
+) -> tuple[tuple[WindowAggregator, WindowAggregator, WindowAggregator], dict[str, Any]]:
     """The signal windows, the champion/challenger windows and the campaign windows, each on
-    its changelogged table (re-indexed after recovery)."""
+    its changelogged table (re-indexed after recovery); the tables by name."""
     grace_ms = settings.window_grace_s * 1000
     names = (TABLE_NAME, EVAL_TABLE_NAME, CAMPAIGN_TABLE_NAME)
     tables = {name: window_table(app, name, settings) for name in names}
@@ -182,7 +177,7 @@ def window_aggregators(
     windows = (aggregator, eval_aggregator, campaign_aggregator)
     for name, stage in zip(names, windows, strict=True):
         tables[name].on_recover(_invalidate_on_recover(stage))
-    return windows
+    return windows, tables
 
 
 async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,
@@ -227,30 +222,6 @@ def raw_message(event: Any) -> RawMessage:
 async def send_all(sink: Sink, topic: str, records: Sequence[Record]) -> None:
     for record in records:
         await sink.send(topic, record)
-
-
-async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[str, Any]],
-                      event: str, *logged: str) -> None:
-    """Send each closed window keyed by its ``key`` field, and log it (with the `logged` fields)."""
-    for window in windows:
-        await sink.send(topic, WindowRecord(window, key))
-        log.info(event, **{key: window[key]}, window=window["window"]["name"],
-                 start_ms=window["window"]["start_ms"], count=window["count"],
-                 **{name: window[name] for name in logged})
-
-
-async def send_late(sink: Sink, topic: str | None, late: dict[str, Any] | None) -> bool:
-    """Log a late record (and send it when `topic` is set); True when something was sent."""
-    if late is None:
-        return False
-    record = late["record"]
-    log.warning("late_record", group=late["group"], event_id=record.get("event_id"),
-                event_time_ms=record.get("event_time_ms"), source=record.get("source"),
-                watermark_ms=late["watermark_ms"], missed=[w["name"] for w in late["missed"]])
-    if topic is None:
-        return False
-    await sink.send(topic, WindowRecord(late, "group"))
-    return True
 
 
 def _flushing(app: faust.App) -> Callable[[], Awaitable[None]]:

@@ -25,6 +25,16 @@
   worker delivered offsets 0..11, then 99.., of every partition, with nothing committed).
   `WorkerConsumer.getmany` seeks each partition with undelivered records back to the first of
   them.
+* **Records fetched before a seek are not delivered after it.** After a rebalance Faust resumes
+  the partitions and only then seeks them to their committed offsets
+  (`Recovery._resume_streams`); a fetch that returned in between holds records from the old
+  position (past the records dropped at the revocation). Delivered after the seek, they moved
+  Faust's read offset past the records the seek fetches again, which it then dropped as already
+  read, and it committed over the jump as a gap (the scale-out test lost offsets 50..53 of a
+  partition sought to 48 whose first record delivered was 54). `WorkerConsumer.getmany` hands
+  out only records below the client's position, checked as each is handed out: the others will
+  be fetched again (`stale_fetch_dropped`); and it re-fetches undelivered records (above) only
+  where the position is still past them, so it never undoes such a seek.
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
   not transactional, so a jump there means records were fetched and not delivered; the consumer
@@ -37,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from faust.transport.consumer import RecordMap
@@ -87,18 +97,42 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     partitions to their beginning, logs offset gaps."""
 
     _fetched: RecordMap | None = None
+    _sought: frozenset[TP] = frozenset()   # partitions whose first record after a seek is logged
 
     async def _wait_next_records(self, timeout: float) -> tuple[RecordMap | None, Any]:
         records, active = await super()._wait_next_records(timeout)
         self._fetched = records
         return records, active
 
+    def _position(self, tp: TP) -> int | Literal[False] | None:
+        """The client's next fetch offset of `tp`; None while a reset is pending (a seek to
+        the beginning); False when it does not have `tp` (or is not started)."""
+        try:
+            assignment = self._thread._ensure_consumer()._subscription.subscription.assignment
+            state = assignment.state_value(tp) if assignment is not None else None
+        except Exception:   # not started, or unsubscribed meanwhile: nothing to compare with
+            return False
+        if state is None:
+            return False
+        return int(state.position) if state.has_valid_position else None
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         self._fetched = None
         delivered: dict[TP, int] = {}
+        stale: dict[TP, list[int]] = {}
         async for tp, message in super().getmany(timeout):
+            if fetched_again(message.offset, self._position(tp)):
+                stale.setdefault(tp, []).append(message.offset)
+                continue
             delivered[tp] = message.offset
+            if tp in self._sought:
+                self._sought -= {tp}
+                log.info("first_after_seek", topic=tp.topic, partition=tp.partition,
+                         offset=message.offset)
             yield tp, message
+        for tp, offsets in stale.items():
+            log.info("stale_fetch_dropped", topic=tp.topic, partition=tp.partition,
+                     first=offsets[0], last=offsets[-1], count=len(offsets))
         await self._refetch_undelivered(self._fetched or {}, delivered)
 
     async def _refetch_undelivered(self, fetched: RecordMap, delivered: Mapping[TP, int]) -> None:
@@ -106,10 +140,21 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         for tp, records in fetched.items():
             last = delivered.get(tp)
             left = [r.offset for r in records if last is None or r.offset > last]
-            if left and tp in assigned:
+            # not where a seek already moved the position back to them (or before)
+            if left and tp in assigned and not fetched_again(left[0], self._position(tp)):
                 log.info("refetching_undelivered", topic=tp.topic, partition=tp.partition,
                          first=left[0], last=left[-1])
                 await self.seek(tp, left[0])
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets after a rebalance; logged with the offsets the
+        input partitions restart from, and the first record each then delivers."""
+        await super().perform_seek()
+        inputs = {tp: offset for tp, offset in self._read_offset.items()
+                  if not self._is_changelog_tp(tp)}
+        log.info("sought_to_committed", offsets={f"{tp.topic}:{tp.partition}": offset
+                                                 for tp, offset in sorted(inputs.items())})
+        self._sought = frozenset(inputs)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
@@ -124,6 +169,15 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             log.warning("offset_gap", topic=tp.topic, partition=tp.partition,
                         first=offset_from, last=offset_to)
         await super()._add_gap(tp, offset_from, offset_to)
+
+
+def fetched_again(offset: int, position: int | Literal[False] | None) -> bool:
+    """Whether a fetched record at `offset` will be fetched again: the client's position (its
+    next fetch) is at or before it, because a seek moved it back after the fetch, or a reset to
+    the beginning is pending (None). False when the client does not have the partition."""
+    if position is False:
+        return False
+    return position is None or offset >= position
 
 
 class WorkerTransport(faust_aiokafka.Transport):

@@ -17,6 +17,7 @@ from stream.core.pipeline import Pipeline
 from stream.settings import Settings
 from stream.worker.app import SignalsApp, create_app
 from stream.worker.sinks import ListSink
+from stream.worker.windowing import close_idle
 
 
 def make_app(settings: Settings, pipeline: Pipeline) -> tuple[SignalsApp, ListSink]:
@@ -236,3 +237,45 @@ def test_campaigns_agent_counts_a_burst_of_copies_per_window(
     assert all(r.key == group.encode() for r in sink.records[topics.campaigns])
     assert signals_app.campaign_aggregator is not None
     assert signals_app.campaign_aggregator.duplicates == 1
+
+
+def test_the_idle_timer_closes_the_windows_of_a_quiet_partition_without_a_record(
+    settings: Settings, pipeline: Pipeline
+) -> None:
+    signals_app, sink = make_app(settings.replace(watermark_idle_s=0.2), pipeline)
+    topics = settings.topics
+    group = "content_type=episode|market=US"
+    records = [enriched(i, T0 + i * 20_000, i % 4, i) for i in range(8)]   # 0 to 140 s
+    table = signals_app.aggregator.store
+
+    async def scenario() -> list[Any]:
+        async with signals_app.aggregate.test_context() as agent:
+            for record in records:
+                await agent.put(value=orjson.dumps(record), key=group.encode(), partition=0)
+            before = list(sink.records[topics.windows])
+            await asyncio.sleep(0.3)         # longer than the idle time: every source is idle
+            closed = await close_idle(signals_app.idle_stages, {(topics.enriched, 0)}, sink,
+                                      signals_app.metrics, _nothing_durable)
+            assert closed == len(sink.records[topics.windows]) - len(before) > 0
+            return before
+
+    before = asyncio.run(scenario())
+    windows = [orjson.loads(r.value) for r in sink.records[topics.windows]]
+    tumbling = {w["window"]["start_ms"]: w["count"] for w in windows
+                if w["window"]["kind"] == "tumbling"}
+    # 60 s windows: 0-40 s (3) closed by the records (the watermark is the sources' minimum,
+    # 80 s), 60-100 s (3) by the timer (the maximum, 140 s); 120-140 s stays open
+    assert tumbling == {T0: 3, T0 + 60_000: 3}
+    assert [w["window"]["start_ms"] for w in values(before)
+            if w["window"]["kind"] == "tumbling"] == [T0]
+    assert table["__watermark__|0"]["watermark"] == T0 + 140_000   # written through the table
+    assert f"tumbling_60s|{group}|{T0 + 60_000}" not in table       # closed: forgotten
+    assert table[f"tumbling_60s|{group}|{T0 + 120_000}"]["count"] == 2   # open: kept
+
+
+async def _nothing_durable() -> None:
+    return None
+
+
+def values(records: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in records]

@@ -2,51 +2,38 @@
 windows it emits (deduplicated by key; a window emitted twice is byte-identical) equal an offline
 recount of what was produced, with the project's own window kinds.
 
-Layout: 600 events (comments, so their aggregation group does not depend on a model's label),
-event i on input partition i % 4 at base + i/2 s, groups by market (5). Event times rise with
-the offset in every input partition and the idle time is long, so under the per-source watermark
-no record is late, whatever the interleaving, the crash or the rebalance. Some events are
-malformed or far in the future: dead letters. Last, one far-later "closer" per input partition
-and group: the watermark, the minimum over the input partitions, passes every window of the 600,
-so they all close, and no closer's window does.
+Layout (`tests.integration.recount`): 600 events over 4 input partitions with rising event
+times, some of them dead letters, then one far-later closer per input partition and group; the
+idle time is long, so no record is late.
 """
 
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from stream.connectors.kafka import admin_client, ensure_topics, producer
+from stream.connectors.kafka import admin_client, ensure_topics
 from stream.settings import Settings
-from stream.windows.aggregator import WindowAggregator
-from stream.windows.kinds import window_kinds
 from stream.worker.app import TABLE_NAME
 from tests.integration.helpers import collect, read_all, running_worker, values
+from tests.integration.recount import (
+    check_window_stage,
+    closers,
+    recount,
+    send,
+    window_key,
+    windowed_inputs,
+)
 
 pytestmark = pytest.mark.integration
 
 N_EVENTS = 600
 PARTITIONS = 4
-MARKETS = ("US", "GB", "DE", "SE", "FR")
-HOUR_MS = 3_600_000
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
-
-
-def comment(i: int, ts_ms: int, market: str) -> dict[str, Any]:
-    return {"event_id": f"crash-{i}", "event_type": "comment.created", "content_id": f"cm-{i}",
-            "content_type": "comment", "event_time": iso(ts_ms), "market": market,
-            "text": f"Comment number {i}: a thoughtful take on this week's episode"}
 
 
 def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
@@ -62,30 +49,10 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
         model_threads=1, window_grace_s=0, watermark_idle_s=600, include_embedding=False,
         log_format="json")         # the event-time bounds keep their defaults: they apply here
     topics = settings.topics
-    now_ms = int(time.time() * 1000)
-    base = (now_ms - 2 * HOUR_MS) // 60_000 * 60_000
-    inputs: list[tuple[int, bytes, bytes]] = []           # (partition, key, value)
-    valid: list[dict[str, Any]] = []
-    for i in range(N_EVENTS):
-        event = comment(i, base + i * 500, MARKETS[i % len(MARKETS)])
-        if i % 50 == 7:
-            value = orjson.dumps(event)[:-9]              # cut short: invalid_json
-        elif i == 301:
-            value = orjson.dumps({**event, "event_time": iso(now_ms + 24 * HOUR_MS)})
-        else:
-            value = orjson.dumps(event)
-            valid.append(event)
-        inputs.append((i % PARTITIONS, event["content_id"].encode(), value))
-    for p in range(PARTITIONS):
-        for m, market in enumerate(MARKETS):
-            closer = comment(10_000 + p * 10 + m, base + HOUR_MS, market)
-            inputs.append((p, closer["content_id"].encode(), orjson.dumps(closer)))
+    made = windowed_inputs("crash", N_EVENTS, PARTITIONS)
+    inputs, valid = made.sends + closers(made), made.valid
     ensure_topics(settings)
-    client = producer(settings)
-    for partition, key, value in inputs:
-        client.send(topics.events, key=key, value=value, partition=partition)
-    client.flush()
-    client.close()
+    send(settings, topics.events, inputs)
 
     watched = [topics.events, topics.signals, topics.dlq, topics.windows, topics.enriched]
 
@@ -123,25 +90,10 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(
         {"invalid_json": 12 - len(missing), "event_time_out_of_range": 1 - len(missing)})
 
     # The window stage, always: its windows are the recount of what reached content.enriched.v1.
+    check = check_window_stage(settings, valid, seen[topics.windows], seen[topics.enriched],
+                               crashed[changelog], "the restart")
+    counts, copies = check.counts, check.copies
     enriched = {e["event_id"] for e in values(seen[topics.enriched])}
-    emitted: dict[tuple[str, str, int], bytes] = {}
-    copies = 0
-    for record in seen[topics.windows]:
-        key = window_key(orjson.loads(record.value))
-        copies += key in emitted
-        assert emitted.setdefault(key, record.value) == record.value   # twice: byte-identical
-    counts = Counter({k: orjson.loads(v)["count"] for k, v in emitted.items()})
-    want = recount(settings, [e for e in valid if e["event_id"] in enriched])
-    if counts != want:
-        # The same aggregator, offline, from the state the dead worker left, over every enriched
-        # record: if it gets the recount, the worker's aggregate agent was not handed them all.
-        refolded = refold(settings, crashed[changelog], seen[topics.enriched])
-        wrong = {k for k in set(counts) | set(want) if counts[k] != want[k]}
-        assert refolded and all(refolded[k] == want[k] for k in refolded), "aggregator wrong"
-        assert wrong <= set(refolded), f"windows wrong that the offline fold did not emit: {wrong}"
-        pytest.xfail(f"faust did not deliver every content.enriched.v1 record to the restarted "
-                     f"aggregate agent: {len(wrong)} windows short, the offline fold of the same "
-                     "records from the recovered state matched the recount (README 'Windows')")
 
     # The enrich stage: every valid event enriched (so the windows are the full recount).
     lost = sorted(e["event_id"] for e in valid if e["event_id"] not in enriched)
@@ -171,39 +123,3 @@ def committed_offsets(settings: Settings, topic: str) -> dict[int, int]:
     finally:
         admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-
-def refold(settings: Settings, changelog: list[Any],
-           enriched: list[Any]) -> Counter[tuple[str, str, int]]:
-    """Recover the window table from its changelog records, fold every enriched record into it
-    with the worker's `WindowAggregator` (duplicates skipped by source offset), flush: counts."""
-    store: dict[str, Any] = {}
-    for record in sorted(changelog, key=lambda r: (r.partition, r.offset)):
-        key = orjson.loads(record.key)
-        if record.value is None:
-            store.pop(key, None)
-        else:
-            store[key] = orjson.loads(record.value)
-    aggregator = WindowAggregator(store, window_kinds(settings), settings.window_grace_s * 1000,
-                                  sources=tuple(range(settings.partitions)))
-    closed = []
-    for record in sorted(enriched, key=lambda r: (r.partition, r.offset)):
-        value = orjson.loads(record.value)
-        closed += aggregator.update(value["group"], value, record.partition)
-    closed += aggregator.flush()
-    return Counter({window_key(w): w["count"] for w in closed})
-
-
-def recount(settings: Settings, events: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
-    """Each event in each of its windows, with the project's own window kinds."""
-    expected: Counter[tuple[str, str, int]] = Counter()
-    for event in events:
-        ts = int(datetime.fromisoformat(event["event_time"]).timestamp() * 1000)
-        for kind in window_kinds(settings):
-            for start in kind.starts(ts):
-                expected[(kind.name, f"content_type=comment|market={event['market']}", start)] += 1
-    return expected
-
-
-def window_key(window: dict[str, Any]) -> tuple[str, str, int]:
-    return (window["window"]["name"], window["group"], window["window"]["start_ms"])

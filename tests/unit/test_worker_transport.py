@@ -1,5 +1,6 @@
-"""The producer buffer behind table writes: Faust flushes it before committing offsets, so its
-flush must not return while a message is still on its way to the client."""
+"""The worker's transport: the producer buffer behind table writes (Faust flushes it before
+committing offsets, so its flush must not return while a message is still on its way to the
+client), and the consumer's filter of records fetched before a seek back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import faust
 from faust.transport.producer import ProducerBuffer
 
-from stream.worker.transport import DrainingBuffer
+from stream.worker.transport import DrainingBuffer, fetched_again
 
 
 class SlowChannel:
@@ -55,3 +56,13 @@ def test_draining_buffer_flush_waits_for_every_message() -> None:
 def test_draining_buffer_flush_waits_for_the_last_message_in_flight() -> None:
     # One message, taken off the queue at once: the queue is empty while it is being sent.
     assert asyncio.run(flushed_after(DrainingBuffer(), 1, 0.05)) == 1
+
+
+
+def test_a_record_is_fetched_again_when_a_seek_moved_the_position_back_to_it() -> None:
+    # fetched 54..59 (position 60), then Faust sought the partition back to its commit, 48
+    assert [o for o in range(54, 60) if not fetched_again(o, 60)] == list(range(54, 60))
+    assert [o for o in range(54, 60) if not fetched_again(o, 48)] == []
+    assert [o for o in range(54, 60) if not fetched_again(o, 57)] == [54, 55, 56]
+    assert fetched_again(3, None)             # a seek to the beginning is pending
+    assert not fetched_again(3, False)        # the client no longer has the partition
