@@ -17,6 +17,9 @@ DATA_DIR = REPO.parent / "shared" / "datasets"  # the labelled corpora, never in
 
 Array = npt.NDArray[Any]
 Row = dict[str, Any]
+# The runtime encoder contract (stream.models.encoder), as every encoder's manifest entry states it.
+ENCODER_IO = {"inputs": {"input_ids": "int64[batch,seq]", "attention_mask": "int64[batch,seq]"},
+              "outputs": {"embedding": "float32[batch,384]"}}
 
 
 def r4(value: float | np.floating[Any]) -> float:

@@ -37,7 +37,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 from tokenizers import Tokenizer
 
-from models_onnx.training.common import MODELS_DIR, REPO, write_json
+from models_onnx.training.common import ENCODER_IO, MODELS_DIR, REPO, write_json
 from stream.models.manifest import ManifestEntry, upsert_entry
 from stream.similarity.calibration import carried_calibration
 
@@ -167,8 +167,7 @@ def entry(jar: Path, graph: bytes, tokenizer_json: bytes, difference: float) -> 
     return ManifestEntry(
         task="embedding", version=VERSION, kind="encoder", file=MODEL_FILE, sha256=sha(graph),
         fields={
-            "inputs": {"input_ids": "int64[batch,seq]", "attention_mask": "int64[batch,seq]"},
-            "outputs": {"embedding": "float32[batch,384]"},
+            **ENCODER_IO,
             "max_length": MAX_LENGTH, "text_prefix": PREFIX,
             "reference_embeddings": REFERENCE_FILE,
             "tokenizer": {"file": TOKENIZER_FILE, "sha256": sha(tokenizer_json)},

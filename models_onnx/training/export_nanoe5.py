@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from models_onnx.training.common import MODELS_DIR, REPO, Array, write_json
+from models_onnx.training.common import ENCODER_IO, MODELS_DIR, REPO, Array, write_json
 from models_onnx.training.encoder_graph import (
     BertConfig,
     Q4Weight,
@@ -397,8 +397,7 @@ def new_entry(graph: bytes, tokenizer_json: bytes, check: dict[str, float | int]
     return ManifestEntry(
         task="embedding", version=VERSION, kind="encoder", file=MODEL_FILE, sha256=sha(graph),
         fields={
-            "inputs": {"input_ids": "int64[batch,seq]", "attention_mask": "int64[batch,seq]"},
-            "outputs": {"embedding": "float32[batch,384]"},
+            **ENCODER_IO,
             "max_length": MAX_LENGTH, "text_prefix": PREFIX, "languages": "~100 (XLM-R's)",
             "reference_embeddings": REFERENCE_FILE,
             "tokenizer": {"file": TOKENIZER_FILE, "sha256": sha(tokenizer_json)},
