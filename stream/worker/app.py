@@ -100,7 +100,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     async def enrich(stream: Any) -> None:
         async for batch in stream.take_events(settings.batch_max_size,
                                               within=settings.batch_max_wait_s):
-            await enrich_batch(pipeline, sink, names, metrics, batch)
+            await uncancelled(enrich_batch(pipeline, sink, names, metrics, batch))
 
     signal_windows = WindowOutput(
         "aggregate", names.windows, "group", "window_closed",
@@ -195,6 +195,23 @@ async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: W
     await send_all(sink, names.embeddings, output.embeddings)
     log_batch(messages, output.signals, output.dead_letters)
     metrics.observe_batch(messages, output, elapsed)
+
+
+async def uncancelled(work: Awaitable[None]) -> None:
+    """Run `work` to its end even when the agent is cancelled meanwhile (a SIGTERM stops agents
+    by cancelling them), then pass the cancellation on. Faust's ``take_events`` acks a batch's
+    events when the agent leaves the batch, cancelled or not, and the stopping consumer commits
+    what was acked: a batch cut off half-sent would be committed with signals never sent."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            log.info("finishing_batch_before_stop")
+            await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            log.error("batch_failed_while_stopping", error=repr(task.exception()))
+        raise
 
 
 def window_table(app: faust.App, name: str, settings: Settings) -> Any:

@@ -15,7 +15,7 @@ import pytest
 
 from stream.core.pipeline import Pipeline
 from stream.settings import Settings
-from stream.worker.app import SignalsApp, create_app
+from stream.worker.app import SignalsApp, create_app, uncancelled
 from stream.worker.sinks import ListSink
 from stream.worker.windowing import close_idle
 
@@ -279,3 +279,24 @@ async def _nothing_durable() -> None:
 
 def values(records: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in records]
+
+
+def test_a_cancelled_agent_finishes_its_batch_before_it_stops() -> None:
+    # A SIGTERM stops agents by cancelling them, and take_events acks the batch on the way out:
+    # the batch must be sent whole before the cancellation goes on.
+    sent: list[int] = []
+
+    async def batch() -> None:
+        for n in range(3):
+            await asyncio.sleep(0.02)
+            sent.append(n)
+
+    async def cancel_mid_batch() -> None:
+        agent = asyncio.ensure_future(uncancelled(batch()))
+        await asyncio.sleep(0.01)
+        agent.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await agent
+
+    asyncio.run(cancel_mid_batch())
+    assert sent == [0, 1, 2]

