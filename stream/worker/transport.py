@@ -38,11 +38,11 @@
 * **No hole in what an input partition delivers.** Faust commits past a jump in offsets as a
   gap (see "Offset gaps reported" below for why a jump on an input topic is a record fetched
   and not delivered). After a seek to the committed offsets Faust resets its read offset, and
-  a record of a fetch made before that seek can still pass (a restart test delivered offsets 16..21, then
-  23 after a seek to 16, and committed over 22). `WorkerConsumer.getmany` knows the next offset
-  each input partition must deliver (`NextOffsets`: the last delivered + 1, or where a seek
-  put it); a record past it is held back and the partition sought to the missing offset
-  (``gap_refetched``): duplicates at worst, never a loss. A jump that comes back
+  a record of a fetch made before that seek can still pass (a restart test delivered offsets
+  16..21, then 23 after a seek to 16, and committed over 22). `WorkerConsumer.getmany` knows
+  the next offset each input partition must deliver (`NextOffsets`: the last delivered + 1,
+  or where a seek put it); a record past it is held back and the partition sought to the
+  missing offset (``gap_refetched``): duplicates at worst, never a loss. A jump that comes back
   `NextOffsets.ACCEPT_AFTER` times in a row is real (retention deleted the records) and passes.
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
