@@ -54,6 +54,10 @@ def add_bench(sub: Any) -> None:
     parser.add_argument("--live", action="store_true",
                         help="also run the real worker on a backlog on a fresh local broker and "
                              "compare its events/s with process_batch's (needs Java)")
+    parser.add_argument("--live-threads", type=batch_sizes, metavar="1,2,...",
+                        help="with --live: run the worker once per ONNX thread count, each "
+                             "against process_batch at the same count (default: 1, 2 and "
+                             "--model-threads)")
     sim = parser.add_argument_group(
         "similarity index (--similarity: measure the ANN libraries instead of process_batch)")
     sim.add_argument("--similarity", action="store_true",
@@ -95,7 +99,8 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
         return run_similarity_command(args, settings, out)
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
-                           bucket_sizes=args.bucket_sizes, live=args.live)
+                           bucket_sizes=args.bucket_sizes, live=args.live,
+                           live_threads=args.live_threads or (1, 2, settings.model_threads))
     print("\n".join(bench_summary(run_bench(request, settings))))
     print(f"wrote {out}")
     return 0
@@ -168,10 +173,11 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
     if "live_worker" in result:
         live = result["live_worker"]
         lines.append(f"live worker on a backlog of {live['events']} events (batch "
-                     f"{live['batch_max_size']}, {live['partitions']} partitions): "
-                     f"{live['live_worker_events_per_s']:.1f} events/s, process_batch "
-                     f"{live['process_batch_events_per_s']:.1f}: "
-                     f"x{live['live_vs_process_batch']:.2f}")
+                     f"{live['batch_max_size']}, {live['partitions']} partitions):")
+        lines += [f"  {run['model_threads']} ONNX thread(s): "
+                  f"{run['live_worker_events_per_s']:.1f} events/s, process_batch "
+                  f"{run['process_batch_events_per_s']:.1f}: x{run['live_vs_process_batch']:.2f}"
+                  for run in live["runs"]]
     rss = result["peak_rss_mib"]
     lines.append(f"model load {result['model_load_s']:.2f} s; peak RSS {rss['after_load']:.0f} "
                  f"MiB after load, {rss['after_throughput']:.0f} after the batch sizes, "

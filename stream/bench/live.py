@@ -4,10 +4,11 @@
 A fresh single-node Kafka (KRaft, from ``deploy/kafka/lib``) on free ports in a temporary folder;
 the bench's events (each given a unique event and content id, so nothing is a re-delivery) are
 produced *before* the worker starts, so it finds a backlog; then ``signals worker`` runs as its
-own process with the bench's settings. The rate is counted from the first answer (signal or dead
-letter) to the last, so model load and the group join are left out; the worker's
-``process_batch`` rate is measured in this process, at the worker's ``batch_max_size``, right
-after, on the same events.
+own process with the bench's settings, once per ONNX thread count asked for (each with its own
+topics and consumer group on the same broker). The rate is counted from the first answer (signal
+or dead letter) to the last, so model load and the group join are left out; the worker's
+``process_batch`` rate is measured in this process, at the worker's ``batch_max_size`` and the
+same thread count, right after, on the same events.
 """
 
 from __future__ import annotations
@@ -57,24 +58,40 @@ def unique(messages: Sequence[RawMessage]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def live_worker(settings: Settings, corpus: Sequence[RawMessage],
+def live_worker(settings: Settings, corpus: Sequence[RawMessage], threads: Sequence[int] = (),
                 timeout_s: float = 600.0) -> dict[str, Any]:
-    """events/s of the real worker on a backlog and of `process_batch` on the same events."""
+    """events/s of the real worker on a backlog and of `process_batch` on the same events, once
+    per ONNX thread count in `threads` (default: the configured one), on one broker."""
     records = unique(corpus)
+    counts = sorted(set(threads)) or [settings.model_threads]
     with tempfile.TemporaryDirectory(prefix="signals-bench-") as tmp:
-        port = free_port()
-        broker = LocalBroker(data_dir=Path(tmp) / "broker", port=port,
+        broker = LocalBroker(data_dir=Path(tmp) / "broker", port=free_port(),
                              controller_port=free_port())
         broker.start()
-        run = settings.replace(bootstrap_servers=broker.bootstrap, topic_prefix="bench.",
-                               worker_data_dir=Path(tmp) / "worker", max_event_age_s=0,
-                               metrics_port=0, include_embedding=False)
         try:
-            ensure_topics(run)
-            produce(run, run.topics.events, records)
-            first, last, answered = drain(run, len(records), Path(tmp) / "worker.log", timeout_s)
+            runs = [one_count(live_settings(settings, broker.bootstrap, Path(tmp), n), records,
+                              Path(tmp), timeout_s) for n in counts]
         finally:
             broker.stop(clean=True)
+    return {"events": len(records), "batch_max_size": settings.batch_max_size,
+            "partitions": settings.partitions, "runs": runs}
+
+
+def live_settings(settings: Settings, bootstrap: str, tmp: Path, threads: int) -> Settings:
+    """A run of its own per thread count: its topics, consumer group, tables and state."""
+    return settings.replace(bootstrap_servers=bootstrap, topic_prefix=f"bench.t{threads}.",
+                            app_id=f"{settings.app_id}-bench-t{threads}",
+                            worker_data_dir=tmp / f"worker-t{threads}", max_event_age_s=0,
+                            metrics_port=0, include_embedding=False, model_threads=threads)
+
+
+def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
+              timeout_s: float) -> dict[str, Any]:
+    """The worker on the backlog, then `process_batch` here at the worker's batch size."""
+    ensure_topics(run)
+    produce(run, run.topics.events, records)
+    log = tmp / f"worker-t{run.model_threads}.log"
+    first, last, answered = drain(run, len(records), log, timeout_s)
     live = (answered - 1) / (last - first) if answered > 1 and last > first else 0.0
     pipeline = build_pipeline(run)
     messages = [RawMessage(value, Position(run.topics.events, 0, i), key)
@@ -83,8 +100,7 @@ def live_worker(settings: Settings, corpus: Sequence[RawMessage],
     for i in range(0, len(messages), run.batch_max_size):
         process_batch(pipeline, messages[i:i + run.batch_max_size])
     offline = len(messages) / (time.perf_counter() - started)
-    return {"events": len(records), "answered": answered,
-            "batch_max_size": run.batch_max_size, "partitions": run.partitions,
+    return {"model_threads": run.model_threads, "answered": answered,
             "live_worker_events_per_s": round(live, 2),
             "process_batch_events_per_s": round(offline, 2),
             "live_vs_process_batch": round(live / offline, 3)}

@@ -17,23 +17,30 @@ from stream.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_the_live_worker_answers_every_event_of_its_backlog(settings: Settings) -> None:
+def test_the_live_worker_answers_every_event_of_its_backlog_at_each_thread_count(
+        settings: Settings) -> None:
     corpus = read_events(CHECKOUT / "deploy" / "demo" / "events.jsonl")[:40]
     keys = [key for key, _ in unique(corpus + corpus)]
     assert len(keys) == len(set(keys))      # every copy is a new item (keyed by content id)
-    result = live_worker(settings.replace(model_threads=1, partitions=2, batch_max_size=16),
-                         corpus, timeout_s=240)
-    assert result["answered"] == result["events"] == len(corpus)
-    assert result["live_worker_events_per_s"] > 0 and result["process_batch_events_per_s"] > 0
-    assert result["live_vs_process_batch"] == pytest.approx(
-        result["live_worker_events_per_s"] / result["process_batch_events_per_s"], rel=0.01)
+    result = live_worker(settings.replace(partitions=2, batch_max_size=16), corpus,
+                         threads=(2, 1, 2), timeout_s=240)
+    assert result["events"] == len(corpus)
+    assert [run["model_threads"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:      # the second run's topics and group are its own: all answered
+        assert run["answered"] == len(corpus)
+        assert run["live_worker_events_per_s"] > 0 and run["process_batch_events_per_s"] > 0
+        assert run["live_vs_process_batch"] == pytest.approx(
+            run["live_worker_events_per_s"] / run["process_batch_events_per_s"], rel=0.01)
 
 
-def test_the_summary_prints_the_live_ratio(tmp_path: Path) -> None:
-    live = {"events": 10, "answered": 10, "batch_max_size": 16, "partitions": 2,
-            "live_worker_events_per_s": 90.0, "process_batch_events_per_s": 100.0,
-            "live_vs_process_batch": 0.9}
-    assert any("x0.90" in line for line in bench_summary_lines(live))
+def test_the_summary_prints_the_live_ratio_per_thread_count(tmp_path: Path) -> None:
+    live = {"events": 10, "batch_max_size": 16, "partitions": 2, "runs": [
+        {"model_threads": n, "answered": 10, "live_worker_events_per_s": 90.0 / n,
+         "process_batch_events_per_s": 100.0, "live_vs_process_batch": 0.9 / n}
+        for n in (1, 2)]}
+    lines = bench_summary_lines(live)
+    assert any("1 ONNX thread(s)" in line and "x0.90" in line for line in lines)
+    assert any("2 ONNX thread(s)" in line and "x0.45" in line for line in lines)
 
 
 def bench_summary_lines(live: dict[str, object]) -> list[str]:
