@@ -58,6 +58,10 @@ def add_bench(sub: Any) -> None:
                         help="with --live: run the worker once per ONNX thread count, each "
                              "against process_batch at the same count (default: 1, 2 and "
                              "--model-threads)")
+    parser.add_argument("--soak", type=positive_int, metavar="N",
+                        help="instead: N events through the real worker on a fresh local broker, "
+                             "its RSS read as it goes (issue #11: growth < 10 %% from N/10 to N; "
+                             "hours at the default profile, use SIGNALS_PROFILE=fast)")
     sim = parser.add_argument_group(
         "similarity index (--similarity: measure the ANN libraries instead of process_batch)")
     sim.add_argument("--similarity", action="store_true",
@@ -97,11 +101,28 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out or Path("bench-results") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     if args.similarity:
         return run_similarity_command(args, settings, out)
+    if args.soak:
+        return run_soak_command(args, settings, out)
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
                            bucket_sizes=args.bucket_sizes, live=args.live,
                            live_threads=args.live_threads or (1, 2, settings.model_threads))
     print("\n".join(bench_summary(run_bench(request, settings))))
+    print(f"wrote {out}")
+    return 0
+
+
+def run_soak_command(args: argparse.Namespace, settings: Settings, out: Path) -> int:
+    import orjson
+
+    from stream.bench.run import DEFAULT_DATA, cycle, read_events, writable
+    from stream.bench.soak import soak, soak_summary
+
+    writable(out)
+    messages = [m for path in (args.data or DEFAULT_DATA) for m in read_events(path)]
+    result = soak(settings, cycle(messages, len(messages), args.seed), args.soak)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print("\n".join(soak_summary(result)))
     print(f"wrote {out}")
     return 0
 

@@ -19,7 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def unique(messages: Sequence[RawMessage]) -> list[tuple[bytes, bytes]]:
-    """(key, value) per message, ids made unique per copy; a line that is not an object stays."""
+def unique(messages: Sequence[RawMessage], start: int = 0) -> list[tuple[bytes, bytes]]:
+    """(key, value) per message, ids made unique per copy (numbered from `start`); a line that
+    is not an object stays."""
     out = []
-    for n, message in enumerate(messages):
+    for n, message in enumerate(messages, start):
         try:
             event = orjson.loads(message.value or b"")
         except orjson.JSONDecodeError:
@@ -64,17 +66,24 @@ def live_worker(settings: Settings, corpus: Sequence[RawMessage], threads: Seque
     per ONNX thread count in `threads` (default: the configured one), on one broker."""
     records = unique(corpus)
     counts = sorted(set(threads)) or [settings.model_threads]
+    with local_broker() as (bootstrap, tmp):
+        runs = [one_count(live_settings(settings, bootstrap, tmp, n), records, tmp, timeout_s)
+                for n in counts]
+    return {"events": len(records), "batch_max_size": settings.batch_max_size,
+            "partitions": settings.partitions, "runs": runs}
+
+
+@contextmanager
+def local_broker() -> Iterator[tuple[str, Path]]:
+    """A fresh single-node Kafka in a temporary folder: its bootstrap address and the folder."""
     with tempfile.TemporaryDirectory(prefix="signals-bench-") as tmp:
         broker = LocalBroker(data_dir=Path(tmp) / "broker", port=free_port(),
                              controller_port=free_port())
         broker.start()
         try:
-            runs = [one_count(live_settings(settings, broker.bootstrap, Path(tmp), n), records,
-                              Path(tmp), timeout_s) for n in counts]
+            yield broker.bootstrap, Path(tmp)
         finally:
             broker.stop(clean=True)
-    return {"events": len(records), "batch_max_size": settings.batch_max_size,
-            "partitions": settings.partitions, "runs": runs}
 
 
 def live_settings(settings: Settings, bootstrap: str, tmp: Path, threads: int) -> Settings:
@@ -106,9 +115,10 @@ def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
             "live_vs_process_batch": round(live / offline, 3)}
 
 
-def drain(settings: Settings, expected: int, log: Path,
-          timeout_s: float) -> tuple[float, float, int]:
-    """Start the worker, read signals and dead letters until `expected`; first, last, count."""
+def drain(settings: Settings, expected: int, log: Path, timeout_s: float,
+          watch: Callable[[int, int], None] | None = None) -> tuple[float, float, int]:
+    """Start the worker, read signals and dead letters until `expected`; first, last, count.
+    `watch(answered, worker pid)` is called after every poll that brought answers."""
     env = child_environment(settings, os.environ)
     topics = settings.topics
     client = consumer(settings, topics.signals, topics.dlq)
@@ -127,6 +137,8 @@ def drain(settings: Settings, expected: int, log: Path,
                 now = time.perf_counter()
                 first = first or now
                 last, answered = now, answered + len(batch)
+                if watch is not None:
+                    watch(answered, worker.pid)
     finally:
         client.close()
         terminate(worker)

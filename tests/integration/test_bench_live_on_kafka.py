@@ -11,6 +11,7 @@ import pytest
 from stream.bench.cli import bench_summary
 from stream.bench.live import live_worker, unique
 from stream.bench.run import read_events
+from stream.bench.soak import soak, soak_summary
 from stream.paths import CHECKOUT
 from stream.settings import Settings
 
@@ -54,3 +55,17 @@ def bench_summary_lines(live: dict[str, object]) -> list[str]:
             "profiles": {"naive_agent": {"encoder": "e", "padded_to": 128, "texts_per_s": 1.0},
                          "batch_size": 1, "profiles": []}}
     return bench_summary({**base, "live_worker": live})
+
+
+def test_the_soak_reads_the_workers_memory_as_it_drains_its_backlog(settings: Settings) -> None:
+    corpus = read_events(CHECKOUT / "deploy" / "demo" / "events.jsonl")[:20]
+    result = soak(settings.replace(model_threads=1, partitions=2, batch_max_size=16), corpus,
+                  events=60, timeout_s=240)
+    assert result["answered"] == 60     # the input cycled three times, each copy a new item
+    answered = [r["answered"] for r in result["rss_mib"]]
+    assert answered == sorted(answered) and answered[-1] == 60
+    assert all(r["rss_mib"] > 50 for r in result["rss_mib"])    # a process with models loaded
+    base = result["growth_from"]
+    assert base["answered"] >= 6 and result["rss_growth"] == pytest.approx(
+        result["rss_mib"][-1]["rss_mib"] / base["rss_mib"] - 1, abs=1e-4)
+    assert any("growth" in line for line in soak_summary(result))
