@@ -40,7 +40,8 @@ eval-baseline: $(STAMP) $(MODELS)
 	cp out/eval-golden/result.json tests/golden/baseline.json
 
 # After an intended change of models or record shapes: re-pin the golden set's record bytes
-# (tests/unit/test_record_bytes.py), then review and commit the diff with the reason.
+# (tests/unit/test_record_bytes.py) for this CPU's int8 kernel family (others kept), then review
+# and commit the diff with the reason.
 golden-records: $(STAMP) $(MODELS)
 	SIGNALS_WRITE_GOLDEN_RECORDS=1 $(BIN)/python -m pytest tests/unit/test_record_bytes.py -q
 
