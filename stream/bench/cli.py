@@ -214,7 +214,7 @@ def profile_summary(profiles: dict[str, Any]) -> list[str]:
     for row in profiles["profiles"]:
         losses = [f"{task} {metric} {delta:+.3f}" for task, deltas in row["vs_default"].items()
                   for metric, delta in deltas.items() if delta <= -0.01]
-        lines.append(f"  {row['profile']:<8} {row['events_per_s']:>8.1f} events/s  "
+        lines.append(f"  {row['profile']:<16} {row['events_per_s']:>8.1f} events/s  "
                      f"x{row['vs_naive_agent']:.2f} naive  encoder {row['models']['embedding']}"
                      + (f"; loses >1 point vs default: {', '.join(losses)}" if losses else ""))
     return lines

@@ -47,10 +47,16 @@ def naive_agent(settings: Settings) -> tuple[str, Callable[[Sequence[str]], None
 
 def compare_profiles(settings: Settings, segments: Sequence[Sequence[RawMessage]],
                      default: Pipeline) -> dict[str, Any]:
-    """events/s of the naive agent and of every profile on the same segments, taking turns."""
+    """events/s of the naive agent and of every profile on the same segments, taking turns;
+    a profile whose pipeline has a language tier is also run without it (``NAME/no-tier``,
+    ``SIGNALS_LANGUAGE_TIER=false``): the tier's encoder serves the items in other languages,
+    and on a mixed-language input it costs more than the profile's own encoder."""
     manifest = load_manifest(settings.manifest_path)
     pipelines = {"default": default, **{name: build_pipeline(settings.replace(profile=name))
                                         for name in sorted(manifest.profiles)}}
+    pipelines |= {f"{name}/no-tier": build_pipeline(settings.replace(
+                      profile=settings.profile if name == "default" else name, language_tier=False))
+                  for name, pipeline in list(pipelines.items()) if pipeline.enricher.tier}
     naive_version, naive = naive_agent(settings)
     texts = [[e.model_text for e in map(default.validate, (m.value for m in segment))
               if isinstance(e, ContentEvent) and e.has_text] for segment in segments]

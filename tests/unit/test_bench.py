@@ -59,6 +59,11 @@ def test_default_input_measures_every_batch_size(
             assert run[side]["events_per_s"] > 0 and run[side]["cpu_ms_per_event"] > 0
         assert run["wall_ratio_spinning_vs_not"] > 0
     assert result["environment"]["model_spinning"] is False
+    profiles = load_manifest(Settings().manifest_path).profiles
+    rows = {row["profile"]: row for row in result["profiles"]["profiles"]}
+    assert set(rows) == {"default", *profiles, "default/no-tier", "fast/no-tier"}
+    assert rows["fast/no-tier"]["models"] == rows["fast"]["models"]  # the same models, no tier
+    assert all(row["events_per_s"] > 0 for row in rows.values())
     assert f"wrote {out}" in stdout
 
 
