@@ -101,7 +101,7 @@ def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
     produce(run, run.topics.events, records)
     log = tmp / f"worker-t{run.model_threads}.log"
     first, last, answered = drain(run, len(records), log, timeout_s)
-    live = (answered - 1) / (last - first) if answered > 1 and last > first else 0.0
+    live = answer_rate(first, last, answered)
     pipeline = build_pipeline(run)
     messages = [RawMessage(value, Position(run.topics.events, 0, i), key)
                 for i, (key, value) in enumerate(records)]
@@ -113,6 +113,11 @@ def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
             "live_worker_events_per_s": round(live, 2),
             "process_batch_events_per_s": round(offline, 2),
             "live_vs_process_batch": round(live / offline, 3)}
+
+
+def answer_rate(first: float, last: float, answered: int) -> float:
+    """events/s between the first answer and the last (the first one opens the interval)."""
+    return (answered - 1) / (last - first) if answered > 1 and last > first else 0.0
 
 
 def drain(settings: Settings, expected: int, log: Path, timeout_s: float,

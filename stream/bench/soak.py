@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stream.bench.live import drain, live_settings, local_broker, unique
+from stream.bench.live import answer_rate, drain, live_settings, local_broker, unique
 from stream.connectors.kafka import ensure_topics, produce
 from stream.core.records import RawMessage
 from stream.errors import ConfigError
@@ -60,7 +60,7 @@ def soak(settings: Settings, corpus: Sequence[RawMessage], events: int,
     base = next(r for r in readings if r["answered"] >= events // 10)
     return {"events": events, "answered": answered, "profile": settings.profile or "default",
             "model_threads": settings.model_threads, "batch_max_size": settings.batch_max_size,
-            "live_worker_events_per_s": round((answered - 1) / max(last - first, 1e-9), 2),
+            "live_worker_events_per_s": round(answer_rate(first, last, answered), 2),
             "rss_mib": readings, "growth_from": base,
             "rss_growth": round(readings[-1]["rss_mib"] / base["rss_mib"] - 1, 4)}
 
