@@ -2,13 +2,15 @@
 `process_batch` on the same events in the same run (issue #11: live ≥ 0.9 × process_batch).
 
 A fresh single-node Kafka (KRaft, from ``deploy/kafka/lib``) on free ports in a temporary folder;
-the bench's events (each given a unique event and content id, so nothing is a re-delivery) are
-produced *before* the worker starts, so it finds a backlog; then ``signals worker`` runs as its
-own process with the bench's settings, once per ONNX thread count asked for (each with its own
-topics and consumer group on the same broker). The rate is counted from the first answer (signal
-or dead letter) to the last, so model load and the group join are left out; the worker's
-``process_batch`` rate is measured in this process, at the worker's ``batch_max_size`` and the
-same thread count, right after, on the same events.
+the bench's events are produced *before* the worker starts, so it finds a backlog, each with a
+unique event and content id (nothing is a re-delivery) and an event time in production order,
+`STAMP_STEP_MS` apart, so the backlog reads like a topic's history (the cycled input repeats and
+shuffles its times, which made ~70 % of the records late for the window stage). Then ``signals
+worker`` runs as its own process with the bench's settings, once per ONNX thread count asked for
+(each with its own topics and consumer group on the same broker). The rate is counted from the
+first answer (signal or dead letter) to the last, so model load and the group join are left out;
+the worker's ``process_batch`` rate is measured in this process, at the worker's
+``batch_max_size`` and the same thread count, right after, on the same events.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from stream.connectors.kafka import consumer, ensure_topics, produce
 from stream.core.builder import build_pipeline
 from stream.core.pipeline import process_batch
 from stream.core.records import Position, RawMessage
+from stream.core.validate import parse_event_time
 from stream.errors import ConfigError
 from stream.settings import Settings, child_environment
 
@@ -42,9 +46,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+STAMP_BASE_MS = 1_767_225_600_000   # 2026-01-01T00:00:00Z: a million events end 14 h later
+STAMP_STEP_MS = 50
+
+
 def unique(messages: Sequence[RawMessage], start: int = 0) -> list[tuple[bytes, bytes]]:
-    """(key, value) per message, ids made unique per copy (numbered from `start`); a line that
-    is not an object stays."""
+    """(key, value) per message, ids made unique per copy and event times in order (numbered
+    from `start`); a line that is not an object stays."""
     out = []
     for n, message in enumerate(messages, start):
         try:
@@ -56,6 +64,8 @@ def unique(messages: Sequence[RawMessage], start: int = 0) -> list[tuple[bytes, 
             continue
         event["event_id"] = f"{event.get('event_id', 'e')}-{n}"
         event["content_id"] = f"{event.get('content_id', 'c')}-{n}"
+        if isinstance(parse_event_time(str(event.get("event_time"))), int):
+            event["event_time"] = stamp(n)   # a missing or malformed one stays: a dead letter
         out.append((event["content_id"].encode(), orjson.dumps(event)))
     return out
 
@@ -71,6 +81,12 @@ def live_worker(settings: Settings, corpus: Sequence[RawMessage], threads: Seque
                 for n in counts]
     return {"events": len(records), "batch_max_size": settings.batch_max_size,
             "partitions": settings.partitions, "runs": runs}
+
+
+def stamp(n: int) -> str:
+    """The `n`-th event time of the bench's backlog, ISO-8601 in UTC."""
+    moment = datetime.fromtimestamp((STAMP_BASE_MS + n * STAMP_STEP_MS) / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @contextmanager

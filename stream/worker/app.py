@@ -3,12 +3,12 @@
 * ``enrich`` reads ``content.events.v1`` in micro-batches (``take_events``), runs
   `stream.core.pipeline.process_batch` in a worker thread (ONNX Runtime releases the GIL, the event
   loop keeps heart-beating), and sends signals, enriched records and dead letters.
-* ``aggregate`` reads ``content.enriched.v1`` one event at a time (Faust tables can only be written
-  inside stream iteration), folds it into its windows with
+* ``aggregate`` reads ``content.enriched.v1`` in micro-batches, folds them into their windows with
   `stream.windows.aggregator.WindowAggregator`, whose state is the changelogged table
-  ``window-aggregates``, and sends each window as it closes; only once the producer has flushed
-  it does the table forget the window (so a crash re-emits it instead of losing it). Late records
-  are logged and, with ``SIGNALS_SEND_LATE_RECORDS``, sent to ``signals.late.v1``.
+  ``window-aggregates``, and sends the windows they closed; only once the producer has flushed
+  them does the table see the batch (`stream.worker.windowing.fold_batch`: a crash re-emits a
+  window instead of losing it). Late records are logged and, with
+  ``SIGNALS_SEND_LATE_RECORDS``, sent to ``signals.late.v1``.
 * ``model_eval`` does the same for champion/challenger shadow records (``content.shadow.v1``,
   only written when ``SIGNALS_CHALLENGERS`` names challengers) into ``signals.model_eval.v1``.
 * ``index`` (`stream.worker.index_stage`) reads the compacted ``content.embeddings.v1`` (written
@@ -54,7 +54,7 @@ from stream.worker.logs import log_batch
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import FaustSink, Sink
 from stream.worker.transport import WorkerTransport
-from stream.worker.windowing import WindowOutput, WindowStage, close_idle, fold_one
+from stream.worker.windowing import BatchWrites, WindowOutput, WindowStage, close_idle, fold_batch
 
 log = structlog.get_logger("stream.worker.app")
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
     topics = declare_topics(app, settings)
     durable = _flushing(app) if sink is None else _nothing   # a test's ListSink holds everything
     sink = sink or FaustSink({name: topic for name, topic in topics.items()})
-    (aggregator, eval_aggregator, campaign_aggregator), tables = window_aggregators(app, settings)
+    (aggregator, eval_aggregator, campaign_aggregator), writes = window_aggregators(app, settings)
     names = settings.topics
 
     @app.agent(topics[names.events])
@@ -111,28 +111,22 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                                     "campaign_window_closed",
                                     logged=("near_duplicates", "clusters"))
 
-    signal_stage = WindowStage(aggregator, signal_windows, tables[TABLE_NAME], names.enriched)
-    eval_stage = WindowStage(eval_aggregator, eval_windows, tables[EVAL_TABLE_NAME], names.shadow)
+    signal_stage = WindowStage(aggregator, signal_windows, writes[TABLE_NAME], names.enriched)
+    eval_stage = WindowStage(eval_aggregator, eval_windows, writes[EVAL_TABLE_NAME], names.shadow)
     campaign_stage = WindowStage(campaign_aggregator, campaign_windows,
-                                 tables[CAMPAIGN_TABLE_NAME], names.clusters)
+                                 writes[CAMPAIGN_TABLE_NAME], names.clusters)
 
-    @app.agent(topics[names.enriched])
-    async def aggregate(stream: Any) -> None:
-        async for event in stream.events():
-            await fold_one(signal_stage, orjson.loads(event.value), event.message.partition,
-                           sink, metrics, durable)
+    def window_agent(stage: WindowStage) -> Callable[[Any], Awaitable[None]]:
+        async def fold_stream(stream: Any) -> None:
+            async for batch in stream.take_events(settings.batch_max_size,
+                                                  within=settings.batch_max_wait_s):
+                records = [(orjson.loads(e.value), e.message.partition) for e in batch]
+                await uncancelled(fold_batch(stage, records, sink, metrics, durable))
+        return fold_stream
 
-    @app.agent(topics[names.shadow])
-    async def model_eval(stream: Any) -> None:
-        async for event in stream.events():
-            await fold_one(eval_stage, orjson.loads(event.value), event.message.partition,
-                           sink, metrics, durable)
-
-    @app.agent(topics[names.clusters])
-    async def campaigns(stream: Any) -> None:
-        async for event in stream.events():
-            await fold_one(campaign_stage, orjson.loads(event.value), event.message.partition,
-                           sink, metrics, durable)
+    aggregate = app.agent(topics[names.enriched], name="aggregate")(window_agent(signal_stage))
+    model_eval = app.agent(topics[names.shadow], name="model_eval")(window_agent(eval_stage))
+    campaigns = app.agent(topics[names.clusters], name="campaigns")(window_agent(campaign_stage))
 
     async def close_idle_windows() -> None:   # the stages with idleness (not model_eval)
         if not (app.rebalancing or app.in_recovery):
@@ -156,28 +150,29 @@ def idle_tick_s(settings: Settings) -> float:
 
 def window_aggregators(
     app: faust.App, settings: Settings
-) -> tuple[tuple[WindowAggregator, WindowAggregator, WindowAggregator], dict[str, Any]]:
+) -> tuple[tuple[WindowAggregator, WindowAggregator, WindowAggregator], dict[str, BatchWrites]]:
     """The signal windows, the champion/challenger windows and the campaign windows, each on
-    its changelogged table (re-indexed after recovery); the tables by name."""
+    its changelogged table (through `BatchWrites`; re-indexed after recovery); the tables'
+    writes by table name."""
     grace_ms = settings.window_grace_s * 1000
     names = (TABLE_NAME, EVAL_TABLE_NAME, CAMPAIGN_TABLE_NAME)
-    tables = {name: window_table(app, name, settings) for name in names}
+    writes = {name: BatchWrites(window_table(app, name, settings)) for name in names}
     idle_ms = int(settings.watermark_idle_s * 1000) or None
     sources = tuple(range(settings.partitions)) if idle_ms else ()
     aggregator = WindowAggregator(   # waits for every input partition, unless it goes idle
-        tables[TABLE_NAME], window_kinds(settings), grace_ms, sources=sources, idle_ms=idle_ms,
+        writes[TABLE_NAME], window_kinds(settings), grace_ms, sources=sources, idle_ms=idle_ms,
         clock=time.monotonic)
     eval_size = settings.model_eval_window_s * 1000
     eval_aggregator = WindowAggregator(
-        tables[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
+        writes[EVAL_TABLE_NAME], (TumblingWindow(eval_size),), grace_ms,
         folder=eval_folder(load_references(load_manifest(settings.manifest_path))))
     campaign_aggregator = WindowAggregator(   # sources: the content.embeddings.v1 partitions
-        tables[CAMPAIGN_TABLE_NAME], window_kinds(settings), grace_ms, folder=CAMPAIGN_FOLDER,
+        writes[CAMPAIGN_TABLE_NAME], window_kinds(settings), grace_ms, folder=CAMPAIGN_FOLDER,
         sources=sources, idle_ms=idle_ms, clock=time.monotonic)
     windows = (aggregator, eval_aggregator, campaign_aggregator)
     for name, stage in zip(names, windows, strict=True):
-        tables[name].on_recover(_invalidate_on_recover(stage))
-    return windows, tables
+        writes[name].table.on_recover(_invalidate_on_recover(stage))
+    return windows, writes
 
 
 async def enrich_batch(pipeline: Pipeline, sink: Sink, names: Topics, metrics: WorkerMetrics,

@@ -1,31 +1,46 @@
 """What the window agents do with the aggregator, and the timer that closes idle windows.
 
-* `fold_one`: one record (the agents ``aggregate``, ``model_eval``, ``campaigns``): fold, send
-  what closed (and the late report), make that durable, and only then let the aggregator forget
-  the closed windows (`WindowAggregator.settle`).
+* `fold_batch`: one micro-batch of records (the agents ``aggregate``, ``model_eval``,
+  ``campaigns``): fold each in order, send what closed (and the late reports), make that durable,
+  and only then let the table see the batch (`BatchWrites.commit`).
 * `close_idle`: the worker's timer. A watermark moves when a record arrives; once every source of
   a partition is idle it can move without one (`WindowAggregator.tick`), so the windows of a
   quiet stream close an idle time after its last record, not at the next one. Only partitions
   this worker serves are ticked, and none while a rebalance or a recovery is in progress (the
   table may be another worker's, or not recovered yet).
 
-Faust writes a table's changelog to the partition of the event being processed; the timer has no
-event, so `PartitionWriter` writes the table's data and its changelog for the partition it ticks
-(`Table.send_changelog`, what a write inside the stream does). One lock per window stage keeps
-the timer and the agent from interleaving their prepare/settle steps on one aggregator.
+A window stage's aggregator reads and writes its Faust table through `BatchWrites`: a batch's
+writes wait in memory and reach the table's data and its changelog once, per key, after the
+windows the batch closed are on the broker — so a crash before that leaves the table as it was
+before the batch, whose offsets are not committed yet: it is folded again, and the windows it
+closed are emitted again, byte-identical. One changelog record per key and batch instead of one
+per record and window (about 3 per enriched record with the default window kinds). Faust writes
+a changelog to the partition of the event being processed; a batch spans partitions and the
+timer has no event, so `BatchWrites` names the partition (`Table.send_changelog`, what a write
+inside stream iteration does). One lock per window stage keeps the timer and the agent from
+interleaving on one aggregator.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    MutableMapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from stream.core.outputs import WindowRecord
-from stream.windows.aggregator import Step, WindowAggregator
+from stream.windows.aggregator import WindowAggregator
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import Sink
 
@@ -51,40 +66,70 @@ class WindowStage:
 
     aggregator: WindowAggregator
     out: WindowOutput
-    table: Any                 # the Faust table behind `aggregator.store`
+    writes: BatchWrites        # the Faust table, as `aggregator.store`
     topic: str                 # the aggregated topic: its partitions are the table's
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-async def fold_one(stage: WindowStage, record: dict[str, Any], partition: int, sink: Sink,
-                   metrics: WorkerMetrics, durable: Callable[[], Awaitable[None]]) -> None:
-    """Fold one record; send what it closed (and its late report); make that durable on the
-    broker, and only then let the aggregator forget the closed windows (`settle`)."""
+async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], int]],
+                     sink: Sink, metrics: WorkerMetrics,
+                     durable: Callable[[], Awaitable[None]]) -> None:
+    """Fold (record, partition) pairs in order; send what they closed and their late reports;
+    make that durable on the broker, and only then commit the batch's writes to the table."""
     aggregator, out = stage.aggregator, stage.out
     async with stage.lock:
         late_before = aggregator.late_records
-        step = aggregator.prepare(record[out.key], record, partition)
-        metrics.observe_windows(out.agent, step.closed, aggregator.late_records - late_before)
-        sent = await send_late(sink, out.late_topic, step.late) if out.report_late else False
-        await emit(stage, step, sink, durable, sent)
-        aggregator.settle(step)
+        closed: list[dict[str, Any]] = []
+        late: list[dict[str, Any]] = []
+        for record, partition in batch:
+            stage.writes.partition = partition
+            step = aggregator.prepare(record[out.key], record, partition)
+            aggregator.settle(step)     # into the batch's writes: the table sees it at commit
+            closed += step.closed
+            late += [step.late] if step.late is not None else []
+        metrics.observe_windows(out.agent, closed, aggregator.late_records - late_before)
+        async with committing(stage):
+            sent = False
+            for report in late if out.report_late else ():
+                sent = await send_late(sink, out.late_topic, report) or sent
+            await send_closed(sink, out.topic, out.key, closed, out.event, *out.logged)
+            if sent or closed:
+                await durable()
+
+
+@asynccontextmanager
+async def committing(stage: WindowStage) -> AsyncIterator[None]:
+    """Commit the stage's pending writes when the block ends normally; on an error drop them
+    and let the aggregator re-read the table (its open windows were the batch's view)."""
+    try:
+        yield
+    except BaseException:
+        stage.writes.discard()
+        stage.aggregator.invalidate_index()
+        raise
+    stage.writes.commit()
 
 
 async def close_idle(stages: Sequence[WindowStage], serving: Collection[tuple[str, int]],
                      sink: Sink, metrics: WorkerMetrics,
                      durable: Callable[[], Awaitable[None]]) -> int:
-    """Tick every served partition of every stage; settle through a `PartitionWriter` (outside
-    stream iteration). Returns how many windows closed."""
+    """Tick every served partition of every stage; what closes is sent, made durable, then
+    committed to the table at that partition. Returns how many windows closed."""
     closed = 0
     for stage in stages:
         for partition in sorted(p for topic, p in serving if topic == stage.topic):
             async with stage.lock:
+                stage.writes.partition = partition
                 step = stage.aggregator.tick(partition)
                 if step.state is None and not step.closed:
                     continue
                 metrics.observe_windows(stage.out.agent, step.closed, 0)
-                await emit(stage, step, sink, durable, False)
-                stage.aggregator.settle(step, into=PartitionWriter(stage.table, partition))
+                stage.aggregator.settle(step)
+                async with committing(stage):
+                    await send_closed(sink, stage.out.topic, stage.out.key, step.closed,
+                                      stage.out.event, *stage.out.logged)
+                    if step.closed:
+                        await durable()
                 closed += len(step.closed)
                 log.info("idle_watermark", agent=stage.out.agent, partition=partition,
                          watermark_ms=(step.state or {}).get("watermark"),
@@ -92,38 +137,59 @@ async def close_idle(stages: Sequence[WindowStage], serving: Collection[tuple[st
     return closed
 
 
-async def emit(stage: WindowStage, step: Step, sink: Sink,
-               durable: Callable[[], Awaitable[None]], sent: bool) -> None:
-    """Send the step's closed windows; make them (and a sent late record) durable."""
-    out = stage.out
-    await send_closed(sink, out.topic, out.key, step.closed, out.event, *out.logged)
-    if sent or step.closed:
-        await durable()
+_GONE = object()   # a key the batch deleted
 
 
-class PartitionWriter(MutableMapping[str, Any]):
-    """A Faust table seen from outside stream iteration: reads as the table; writes and deletes
-    go to its data and to its changelog at `partition`."""
+class BatchWrites(MutableMapping[str, Any]):
+    """A Faust table as one window stage's aggregator sees it: reads see the table's data and
+    the pending writes; writes and deletes wait in `pending`, each with the partition set when
+    it was made, until `commit` applies them to the data and the changelog (or `discard`)."""
 
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table, self.partition = table, partition
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.partition = 0
+        self.pending: dict[str, tuple[int, Any]] = {}
 
     def __getitem__(self, key: str) -> Any:
+        if key in self.pending:
+            value = self.pending[key][1]
+            if value is _GONE:
+                raise KeyError(key)
+            return value
         return self.table.data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.table.send_changelog(self.partition, key, value)
-        self.table.data[key] = value
+        self.pending[key] = (self.partition, value)
 
     def __delitem__(self, key: str) -> None:
-        self.table.send_changelog(self.partition, key, None, value_serializer="raw")
-        del self.table.data[key]
+        if key not in self:
+            raise KeyError(key)
+        self.pending[key] = (self.partition, _GONE)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.table.data)
+        data = self.table.data
+        yield from (key for key in data if self.pending.get(key, (0, None))[1] is not _GONE)
+        yield from (key for key, (_, value) in self.pending.items()
+                    if value is not _GONE and key not in data)
 
     def __len__(self) -> int:
-        return len(self.table.data)
+        return sum(1 for _ in self)
+
+    def commit(self) -> None:
+        """Each pending key once into the table's data and its changelog partition."""
+        data, pending = self.table.data, self.pending
+        self.pending = {}
+        for key, (partition, value) in pending.items():
+            if value is _GONE:
+                if key in data:
+                    self.table.send_changelog(partition, key, None, value_serializer="raw")
+                    del data[key]
+            else:
+                self.table.send_changelog(partition, key, value)
+                data[key] = value
+
+    def discard(self) -> None:
+        self.pending = {}
 
 
 async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[str, Any]],

@@ -11,8 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.bench.live import STAMP_BASE_MS, STAMP_STEP_MS, unique
 from stream.bench.run import DEFAULT_DATA
 from stream.cli import main
+from stream.core.records import Position, RawMessage
+from stream.core.validate import parse_event_time
 from stream.models.manifest import load_manifest
 from stream.paths import CHECKOUT
 from stream.settings import Settings
@@ -149,3 +152,16 @@ def test_batch_larger_than_the_run_or_unwritable_out_exits_2(
     blocker.write_bytes(b"")
     code, _, err = bench(capsys, "--out", blocker / "b.json")
     assert code == 2 and err.startswith(f"error: cannot write {blocker / 'b.json'}")
+
+
+def test_the_live_backlog_has_new_ids_and_event_times_in_production_order() -> None:
+    lines = [b'{"event_id": "a", "content_id": "c1", "event_time": "2026-11-25T09:00:10Z"}',
+             b'{"event_id": "b", "content_id": "c2", "event_time": "2026-11-25T09:00:00Z"}',
+             b'{"event_id": "d", "content_id": "c3", "event_time": "yesterday"}', b"not json"]
+    messages = [RawMessage(line, Position("t", 0, i)) for i, line in enumerate(lines * 2)]
+    backlog = [orjson.loads(value) for _, value in unique(messages, start=5)[:3]]
+    assert [e["event_id"] for e in backlog] == ["a-5", "b-6", "d-7"]
+    times = [parse_event_time(e["event_time"]) for e in backlog[:2]]
+    assert times == [STAMP_BASE_MS + 5 * STAMP_STEP_MS, STAMP_BASE_MS + 6 * STAMP_STEP_MS]
+    assert backlog[2]["event_time"] == "yesterday"    # a bad time stays a dead letter
+    assert unique(messages)[3] == (b"bad-3", b"not json")
