@@ -1,0 +1,137 @@
+"""`BatchWrites`: a window stage's table as a batch sees it, and `fold_batch` over it.
+
+`ChangelogTable` stands in for a Faust table (its ``data`` and ``send_changelog``, the two
+things `BatchWrites` touches) and records what reached the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.core.outputs import Record
+from stream.windows.aggregator import WindowAggregator
+from stream.windows.kinds import TumblingWindow
+from stream.worker.metrics import WorkerMetrics
+from stream.worker.sinks import ListSink
+from stream.worker.windowing import BatchWrites, WindowOutput, WindowStage, fold_batch
+
+
+class ChangelogTable:
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = dict(data or {})
+        self.changelog: list[tuple[int, str, Any]] = []
+
+    def send_changelog(self, partition: int, key: str, value: Any,
+                       value_serializer: str | None = None) -> None:
+        self.changelog.append((partition, key, value))
+
+
+def test_reads_see_the_pending_writes_and_the_table_sees_them_once_at_commit() -> None:
+    table = ChangelogTable({"a": 1, "b": 2})
+    writes = BatchWrites(table)
+    writes.partition = 3
+    writes["a"] = 10
+    writes["a"] = 11
+    writes["c"] = 30
+    writes.partition = 1
+    del writes["b"]
+    assert (writes["a"], writes.get("b"), writes["c"]) == (11, None, 30)
+    assert sorted(writes) == ["a", "c"] and len(writes) == 2
+    assert table.data == {"a": 1, "b": 2} and table.changelog == []   # nothing yet
+    writes.commit()
+    assert table.data == {"a": 11, "c": 30}
+    assert sorted(table.changelog) == [(1, "b", None), (3, "a", 11), (3, "c", 30)]
+    assert writes.pending == {}
+
+
+def test_discard_leaves_the_table_as_it_was_and_deleting_a_missing_key_raises() -> None:
+    table = ChangelogTable({"a": 1})
+    writes = BatchWrites(table)
+    writes["a"] = 2
+    writes.discard()
+    assert writes["a"] == 1 and table.changelog == []
+    with pytest.raises(KeyError):
+        del writes["zz"]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3), st.integers(-1, 9)),
+                max_size=30))
+def test_a_committed_batch_equals_the_same_writes_made_one_by_one(
+        ops: list[tuple[str, int, int]]) -> None:
+    start = {"a": 0, "b": 1}
+    table, direct = ChangelogTable(start), dict(start)
+    writes = BatchWrites(table)
+    last: dict[str, tuple[int, int | None]] = {}
+    for key, partition, value in ops:      # value -1: delete the key (if it is there)
+        writes.partition = partition
+        if value < 0:
+            if key in direct:
+                del writes[key], direct[key]
+                last[key] = (partition, None)
+        else:
+            writes[key] = direct[key] = value
+            last[key] = (partition, value)
+    assert dict(writes.items()) == direct
+    writes.commit()
+    assert table.data == direct
+    sent = {key: (partition, value) for partition, key, value in table.changelog}
+    assert len(table.changelog) == len(sent)       # one changelog record per key
+    assert sent == {k: v for k, v in last.items() if v[1] is not None or k in start}
+
+
+class FailingSink(ListSink):
+    async def send(self, topic: str, record: Record) -> None:
+        raise OSError("broker gone")
+
+
+def stage_over(table: ChangelogTable) -> WindowStage:
+    writes = BatchWrites(table)
+    aggregator = WindowAggregator(writes, (TumblingWindow(60_000),), 0)
+    return WindowStage(aggregator, WindowOutput("aggregate", "windows", "group", "closed"),
+                       writes, "enriched")
+
+
+def enriched(n: int, ts_ms: int, partition: int = 0) -> dict[str, Any]:
+    return {"event_id": f"e-{n}", "event_type": "content.published", "group": "g",
+            "event_time_ms": ts_ms, "signals": {}, "flags": [],
+            "source": {"topic": "events", "partition": partition, "offset": n}}
+
+
+def test_a_batch_reaches_the_changelog_once_per_key_after_its_windows_are_durable() -> None:
+    table, sink, durable = ChangelogTable(), ListSink(), []
+    stage = stage_over(table)
+
+    async def flush() -> None:
+        durable.append(len(table.changelog))      # what the table had when the flush ran
+
+    batch = [(enriched(n, n * 1000), 0) for n in range(10)] + [(enriched(10, 61_000), 0)]
+    asyncio.run(fold_batch(stage, batch, sink, WorkerMetrics.create(), flush))
+    [window] = sink.records["windows"]
+    assert b'"count":10' in window.value
+    assert durable == [0]                          # the flush came before any table write
+    # 11 records, 2 changelog records: the partition state and the open window; the window
+    # that opened and closed within the batch never reaches the table
+    assert sorted(key for _, key, _ in table.changelog) == ["__watermark__|0",
+                                                            "tumbling_60s|g|60000"]
+    assert "tumbling_60s|g|0" not in table.data and table.data["tumbling_60s|g|60000"]["count"] == 1
+
+
+def test_a_batch_whose_windows_cannot_be_sent_leaves_the_table_untouched() -> None:
+    table = ChangelogTable()
+    stage = stage_over(table)
+    batch = [(enriched(n, n * 1000), 0) for n in range(3)] + [(enriched(3, 61_000), 0)]
+    with pytest.raises(OSError):
+        asyncio.run(fold_batch(stage, batch, FailingSink(), WorkerMetrics.create(), _nothing))
+    assert table.data == {} and table.changelog == []
+    good = ListSink()                              # the batch again: it folds as the first time
+    asyncio.run(fold_batch(stage, batch, good, WorkerMetrics.create(), _nothing))
+    assert [b'"count":3' in r.value for r in good.records["windows"]] == [True]
+
+
+async def _nothing() -> None:
+    return None
