@@ -198,6 +198,8 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
         lines += [f"  {run['model_threads']} ONNX thread(s): "
                   f"{run['live_worker_events_per_s']:.1f} events/s, process_batch "
                   f"{run['process_batch_events_per_s']:.1f}: x{run['live_vs_process_batch']:.2f}"
+                  f"; through the index stage {run['through_index_events_per_s']:.1f} events/s"
+                  f" x{run['through_index_vs_process_batch']:.2f}"
                   for run in live["runs"]]
     rss = result["peak_rss_mib"]
     lines.append(f"model load {result['model_load_s']:.2f} s; peak RSS {rss['after_load']:.0f} "

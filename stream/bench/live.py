@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,10 @@ def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
     """The worker on the backlog, then `process_batch` here at the worker's batch size."""
     ensure_topics(run)
     produce(run, run.topics.events, records)
-    log = tmp / f"worker-t{run.model_threads}.log"
-    first, last, answered = drain(run, len(records), log, timeout_s)
-    live = answer_rate(first, last, answered)
+    drained = drain(run, len(records), tmp / f"worker-t{run.model_threads}.log", timeout_s)
+    live = answer_rate(drained.first, drained.last, drained.answered)
+    indexed = answer_rate(drained.first, max(drained.last, drained.indexed_last),
+                          drained.answered)
     pipeline = build_pipeline(run)
     messages = [RawMessage(value, Position(run.topics.events, 0, i), key)
                 for i, (key, value) in enumerate(records)]
@@ -125,10 +127,12 @@ def one_count(run: Settings, records: list[tuple[bytes, bytes]], tmp: Path,
     for i in range(0, len(messages), run.batch_max_size):
         process_batch(pipeline, messages[i:i + run.batch_max_size])
     offline = len(messages) / (time.perf_counter() - started)
-    return {"model_threads": run.model_threads, "answered": answered,
+    return {"model_threads": run.model_threads, "answered": drained.answered,
             "live_worker_events_per_s": round(live, 2),
             "process_batch_events_per_s": round(offline, 2),
-            "live_vs_process_batch": round(live / offline, 3)}
+            "live_vs_process_batch": round(live / offline, 3),
+            "indexed": drained.indexed, "through_index_events_per_s": round(indexed, 2),
+            "through_index_vs_process_batch": round(indexed / offline, 3)}
 
 
 def answer_rate(first: float, last: float, answered: int) -> float:
@@ -136,35 +140,54 @@ def answer_rate(first: float, last: float, answered: int) -> float:
     return (answered - 1) / (last - first) if answered > 1 and last > first else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """What `drain` saw: when the first and the last answer came (``perf_counter``), how many,
+    and the same for the index stage's output (``content.similar.v1``, one record per indexed
+    item), which runs behind the answers and, on a fast profile, can be the slower stage."""
+
+    first: float
+    last: float
+    answered: int
+    indexed_last: float
+    indexed: int
+
+
 def drain(settings: Settings, expected: int, log: Path, timeout_s: float,
-          watch: Callable[[int, int], None] | None = None) -> tuple[float, float, int]:
-    """Start the worker, read signals and dead letters until `expected`; first, last, count.
-    `watch(answered, worker pid)` is called after every poll that brought answers."""
+          watch: Callable[[int, int], None] | None = None) -> Drained:
+    """Start the worker; read signals and dead letters until `expected`, and similarity records
+    until one per signal that is not a deletion. `watch(answered, worker pid)` is called after
+    every poll that brought answers."""
     env = child_environment(settings, os.environ)
     topics = settings.topics
-    client = consumer(settings, topics.signals, topics.dlq)
+    client = consumer(settings, topics.signals, topics.dlq, topics.similar)
     with log.open("ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
-    first = last = 0.0
-    answered = 0
+    first = last = indexed_last = 0.0
+    answered = indexed = to_index = 0
     deadline = time.monotonic() + timeout_s
     try:
-        while answered < expected and time.monotonic() < deadline:
+        while (answered < expected or indexed < to_index) and time.monotonic() < deadline:
             if worker.poll() is not None:
                 raise ConfigError(f"the bench's worker exited with {worker.returncode}: "
                                   f"{log.read_text()[-300:].strip()}")
-            for batch in client.poll(timeout_ms=200).values():
+            for tp, batch in client.poll(timeout_ms=200).items():
                 now = time.perf_counter()
+                if tp.topic == topics.similar:
+                    indexed, indexed_last = indexed + len(batch), now
+                    continue
                 first = first or now
                 last, answered = now, answered + len(batch)
+                if tp.topic == topics.signals:
+                    to_index += sum(orjson.loads(r.value)["event_type"] != "content.deleted"
+                                    for r in batch)
                 if watch is not None:
                     watch(answered, worker.pid)
     finally:
         client.close()
         terminate(worker)
-    if answered < expected:
-        raise ConfigError(f"the bench's worker answered {answered} of {expected} events in "
-                          f"{timeout_s:.0f} s (its log: {log})")
-    return first, last, answered
-
+    if answered < expected or indexed < to_index:
+        raise ConfigError(f"the bench's worker answered {answered} of {expected} events and "
+                          f"indexed {indexed} of {to_index} in {timeout_s:.0f} s (its log: {log})")
+    return Drained(first, last, answered, indexed_last, indexed)

@@ -56,11 +56,13 @@ def soak(settings: Settings, corpus: Sequence[RawMessage], events: int,
         for start in range(0, events, CHUNK):
             chunk = [corpus[i % len(corpus)] for i in range(start, min(events, start + CHUNK))]
             produce(run, run.topics.events, unique(chunk, start))
-        first, last, answered = drain(run, events, tmp / "worker.log", timeout_s, watch)
+        drained = drain(run, events, tmp / "worker.log", timeout_s, watch)
     base = next(r for r in readings if r["answered"] >= events // 10)
-    return {"events": events, "answered": answered, "profile": settings.profile or "default",
+    rate = answer_rate(drained.first, drained.last, drained.answered)
+    return {"events": events, "answered": drained.answered,
+            "profile": settings.profile or "default",
             "model_threads": settings.model_threads, "batch_max_size": settings.batch_max_size,
-            "live_worker_events_per_s": round(answer_rate(first, last, answered), 2),
+            "live_worker_events_per_s": round(rate, 2),
             "rss_mib": readings, "growth_from": base,
             "rss_growth": round(readings[-1]["rss_mib"] / base["rss_mib"] - 1, 4)}
 

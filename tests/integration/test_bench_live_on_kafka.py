@@ -12,6 +12,8 @@ from stream.bench.cli import bench_summary
 from stream.bench.live import live_worker, unique
 from stream.bench.run import read_events
 from stream.bench.soak import soak, soak_summary
+from stream.core.records import ContentEvent
+from stream.core.validate import make_validator
 from stream.paths import CHECKOUT
 from stream.settings import Settings
 
@@ -26,10 +28,16 @@ def test_the_live_worker_answers_every_event_of_its_backlog_at_each_thread_count
     result = live_worker(settings.replace(partitions=2, batch_max_size=16), corpus,
                          threads=(2, 1, 2), timeout_s=240)
     assert result["events"] == len(corpus)
+    validate = make_validator(settings.schemas_dir, settings.max_event_bytes)
+    events = [validate(value) for _, value in unique(corpus)]    # as the worker sees them
+    indexable = sum(isinstance(e, ContentEvent) and e.event_type != "content.deleted"
+                    for e in events)
     assert [run["model_threads"] for run in result["runs"]] == [1, 2]
     for run in result["runs"]:      # the second run's topics and group are its own: all answered
         assert run["answered"] == len(corpus)
         assert run["live_worker_events_per_s"] > 0 and run["process_batch_events_per_s"] > 0
+        assert run["indexed"] == indexable       # the index stage caught up with every item
+        assert 0 < run["through_index_events_per_s"] <= run["live_worker_events_per_s"]
         assert run["live_vs_process_batch"] == pytest.approx(
             run["live_worker_events_per_s"] / run["process_batch_events_per_s"], rel=0.01)
 
@@ -37,10 +45,13 @@ def test_the_live_worker_answers_every_event_of_its_backlog_at_each_thread_count
 def test_the_summary_prints_the_live_ratio_per_thread_count(tmp_path: Path) -> None:
     live = {"events": 10, "batch_max_size": 16, "partitions": 2, "runs": [
         {"model_threads": n, "answered": 10, "live_worker_events_per_s": 90.0 / n,
-         "process_batch_events_per_s": 100.0, "live_vs_process_batch": 0.9 / n}
+         "process_batch_events_per_s": 100.0, "live_vs_process_batch": 0.9 / n,
+         "indexed": 9, "through_index_events_per_s": 80.0 / n,
+         "through_index_vs_process_batch": 0.8 / n}
         for n in (1, 2)]}
     lines = bench_summary_lines(live)
-    assert any("1 ONNX thread(s)" in line and "x0.90" in line for line in lines)
+    assert any("1 ONNX thread(s)" in line and "x0.90" in line and "index stage 80.0 events/s x0.80"
+               in line for line in lines)
     assert any("2 ONNX thread(s)" in line and "x0.45" in line for line in lines)
 
 
