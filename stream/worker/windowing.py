@@ -77,7 +77,7 @@ async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], i
     """Fold (record, partition) pairs in order; send what they closed and their late reports;
     make that durable on the broker, and only then commit the batch's writes to the table."""
     aggregator, out = stage.aggregator, stage.out
-    async with stage.lock:
+    async with stage.lock, committing(stage):
         late_before = aggregator.late_records
         closed: list[dict[str, Any]] = []
         late: list[dict[str, Any]] = []
@@ -88,19 +88,19 @@ async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], i
             closed += step.closed
             late += [step.late] if step.late is not None else []
         metrics.observe_windows(out.agent, closed, aggregator.late_records - late_before)
-        async with committing(stage):
-            sent = False
-            for report in late if out.report_late else ():
-                sent = await send_late(sink, out.late_topic, report) or sent
-            await send_closed(sink, out.topic, out.key, closed, out.event, *out.logged)
-            if sent or closed:
-                await durable()
+        sent = False
+        for report in late if out.report_late else ():
+            sent = await send_late(sink, out.late_topic, report) or sent
+        await send_closed(sink, out.topic, out.key, closed, out.event, *out.logged)
+        if sent or closed:
+            await durable()
 
 
 @asynccontextmanager
 async def committing(stage: WindowStage) -> AsyncIterator[None]:
-    """Commit the stage's pending writes when the block ends normally; on an error drop them
-    and let the aggregator re-read the table (its open windows were the batch's view)."""
+    """Commit the stage's pending writes when the block ends normally (a `continue` too); on an
+    error drop them and let the aggregator re-read the table (its open windows were the batch's
+    view)."""
     try:
         yield
     except BaseException:
@@ -118,18 +118,17 @@ async def close_idle(stages: Sequence[WindowStage], serving: Collection[tuple[st
     closed = 0
     for stage in stages:
         for partition in sorted(p for topic, p in serving if topic == stage.topic):
-            async with stage.lock:
+            async with stage.lock, committing(stage):
                 stage.writes.partition = partition
                 step = stage.aggregator.tick(partition)
                 if step.state is None and not step.closed:
                     continue
                 metrics.observe_windows(stage.out.agent, step.closed, 0)
                 stage.aggregator.settle(step)
-                async with committing(stage):
-                    await send_closed(sink, stage.out.topic, stage.out.key, step.closed,
-                                      stage.out.event, *stage.out.logged)
-                    if step.closed:
-                        await durable()
+                await send_closed(sink, stage.out.topic, stage.out.key, step.closed,
+                                  stage.out.event, *stage.out.logged)
+                if step.closed:
+                    await durable()
                 closed += len(step.closed)
                 log.info("idle_watermark", agent=stage.out.agent, partition=partition,
                          watermark_ms=(step.state or {}).get("watermark"),

@@ -133,5 +133,15 @@ def test_a_batch_whose_windows_cannot_be_sent_leaves_the_table_untouched() -> No
     assert [b'"count":3' in r.value for r in good.records["windows"]] == [True]
 
 
+def test_a_record_that_cannot_be_folded_fails_its_batch_without_touching_the_table() -> None:
+    table = ChangelogTable()
+    stage = stage_over(table)
+    broken = {k: v for k, v in enriched(2, 2000).items() if k != "group"}
+    with pytest.raises(KeyError):
+        asyncio.run(fold_batch(stage, [(enriched(1, 1000), 0), (broken, 0)], ListSink(),
+                               WorkerMetrics.create(), _nothing))
+    assert table.data == {} and stage.writes.pending == {}
+
+
 async def _nothing() -> None:
     return None
