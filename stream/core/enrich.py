@@ -105,10 +105,11 @@ class Enricher:
         self.shadow_encoders = {version: encoder(version)
                                 for _, version in self.challengers
                                 if version != self.encoder.version}
-        tier = manifest.language_tier if settings.language_tier else None
-        self.tier = None if tier in (None, self.encoder.version) else LanguageTier(
-            encoder(tier), [load_classifier(spec, threads=threads, spinning=spinning)
-                            for spec in manifest.heads_on(str(tier))])
+        tier = manifest.tier_versions(self.encoder.version, settings.language_tier)
+        self.tier = None if not tier else LanguageTier(
+            encoder(tier[EMBEDDING_TASK]),
+            [load_classifier(spec, threads=threads, spinning=spinning)
+             for spec in manifest.heads_on(tier[EMBEDDING_TASK])])
 
     @property
     def versions(self) -> dict[str, str]:

@@ -100,6 +100,15 @@ class Manifest:
                 first.setdefault(spec.task, spec)
         return list(first.values())
 
+    def tier_versions(self, encoder: str, enabled: bool = True) -> dict[str, str]:
+        """Task → version of the language tier that serves beside `encoder`: its encoder (as
+        ``embedding``) and the heads trained on it; empty when there is none (no tier named,
+        turned off, or `encoder` is the tier's own)."""
+        tier = self.language_tier if enabled else None
+        if tier is None or tier == encoder:
+            return {}
+        return {"embedding": tier, **{spec.task: spec.version for spec in self.heads_on(tier)}}
+
     def profile(self, name: str) -> dict[str, str]:
         """The versions profile `name` chooses ("" or "default": none, i.e. `active`)."""
         if name in ("", "default"):

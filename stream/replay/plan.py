@@ -1,8 +1,9 @@
 """Replay, the pure part: what to replay (source, range, models, sink) and the replay's identity.
 
 Nothing here talks to Kafka or loads a model. The identity of a replay is a fingerprint of
-everything that shapes its output records (source, requested range, model versions, batch size,
-embedding and window options); the default replay id is derived from it, so the same replay run
+everything that shapes its output records (source, requested range, model versions and those of
+the language tier when it serves, batch size, embedding and window options); the default replay
+id is derived from it, so the same replay run
 twice writes byte-identical records. The sink is not part of it: a replay to a file and the same
 replay to a topic write the same records.
 """
@@ -251,11 +252,15 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
     manifest = load_manifest(settings.manifest_path)
     versions = resolve_versions(manifest, {**manifest.profile(settings.profile), **request.models})
     options = shaping_options(settings, request.aggregate)
+    tier = manifest.tier_versions(versions["embedding"], settings.language_tier)
+    if tier:             # the tier serves some items: its models shape their records
+        options |= {"language_tier": tier}
     if request.index:    # a checkpoint of a replay without the index must not resume into one
         options |= {"index": settings.similarity_table}
     digest = fingerprint(request.source, versions, options)
     replay_id = request.replay_id or default_replay_id(digest)
-    topics = None if request.sink.output else replay_topics(settings, versions,
+    tagged = {**versions, **{f"language_tier.{task}": v for task, v in tier.items()}}
+    topics = None if request.sink.output else replay_topics(settings, tagged,
                                                             request.sink.to_live)
     if topics is not None and request.source.topic in (topics.signals, topics.dlq, topics.windows):
         raise ConfigError(f"the source topic {request.source.topic} is also a sink topic")

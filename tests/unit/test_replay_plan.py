@@ -13,6 +13,7 @@ from stream.errors import ConfigError, InputFileError
 from stream.models.manifest import load_manifest
 from stream.replay.control import TokenBucket
 from stream.replay.plan import (
+    ReplayRequest,
     SinkSpec,
     SourceSpec,
     clamp_range,
@@ -21,6 +22,7 @@ from stream.replay.plan import (
     parse_model_overrides,
     parse_partitions,
     parse_time,
+    plan_replay,
     replay_topics,
     resolve_versions,
     shaping_options,
@@ -174,3 +176,18 @@ def test_checkpoints_round_trip_and_are_replaced_atomically(tmp_path: Path) -> N
     path.write_text("{not json")
     with pytest.raises(InputFileError, match="is not a replay checkpoint"):
         load_checkpoint(path)
+
+
+def test_the_language_tier_is_part_of_the_replay_identity(settings: Settings) -> None:
+    manifest = load_manifest(settings.manifest_path)
+    assert manifest.language_tier is not None          # the shipped manifest names one
+    request = ReplayRequest(SourceSpec(topic="content.events.v1", from_offset=0, to_offset=10))
+    on, off = (plan_replay(request, settings.replace(language_tier=tier)) for tier in (True, False))
+    tier = manifest.tier_versions(on.versions["embedding"])
+    assert tier["embedding"] == manifest.language_tier and len(tier) > 1   # encoder and heads
+    assert on.replay_id != off.replay_id               # a tier change is another replay
+    assert on.topics is not None and off.topics is not None
+    assert on.topics.signals != off.topics.signals
+    assert on.versions == off.versions                 # the champions are the same
+    assert manifest.tier_versions(manifest.language_tier) == {}   # the tier's own encoder
+    assert manifest.tier_versions(on.versions["embedding"], enabled=False) == {}
