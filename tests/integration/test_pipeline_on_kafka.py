@@ -61,7 +61,8 @@ def ids_on_each_partition(first: int, partitions: int) -> list[int]:
     return sorted(chosen.values())
 
 
-@pytest.mark.parametrize("profile", ["", "fast"], ids=["default", "fast"])
+@pytest.mark.parametrize("profile", ["", "fast", "multilingual"],
+                         ids=["default", "fast", "multilingual"])
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
     it_settings: Settings, tmp_path: Path, profile: str
 ) -> None:
