@@ -56,6 +56,7 @@ class Settings:
     replication_factor: int = 1
     batch_max_size: int = 64
     batch_max_wait_s: float = 0.5
+    window_batch_max_size: int = 256  # the window agents' micro-batch (within batch_max_wait_s)
     encoder_bucket_size: int = 8  # measured in README "Benchmarks" (v2 heads were trained at 32)
     model_threads: int = 2
     model_spinning: bool = False  # ORT threads busy-wait between calls (see README "Benchmarks")
@@ -153,7 +154,8 @@ class Settings:
         if self.security_protocol.startswith("SASL"):
             _require(bool(self.sasl_username and self.sasl_password),
                      "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
-        for name in ("partitions", "replication_factor", "batch_max_size", "encoder_bucket_size",
+        for name in ("partitions", "replication_factor", "batch_max_size",
+                     "window_batch_max_size", "encoder_bucket_size",
                      "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
                      "hopping_step_s", "model_eval_window_s"):
             _require(getattr(self, name) >= 1,

@@ -118,7 +118,7 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
 
     def window_agent(stage: WindowStage) -> Callable[[Any], Awaitable[None]]:
         async def fold_stream(stream: Any) -> None:
-            async for batch in stream.take_events(settings.batch_max_size,
+            async for batch in stream.take_events(settings.window_batch_max_size,
                                                   within=settings.batch_max_wait_s):
                 records = [(orjson.loads(e.value), e.message.partition) for e in batch]
                 await uncancelled(fold_batch(stage, records, sink, metrics, durable))

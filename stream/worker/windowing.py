@@ -1,7 +1,7 @@
 """What the window agents do with the aggregator, and the timer that closes idle windows.
 
 * `fold_batch`: one micro-batch of records (the agents ``aggregate``, ``model_eval``,
-  ``campaigns``): fold each in order, send what closed (and the late reports), make that durable,
+  ``campaigns``; ``SIGNALS_WINDOW_BATCH_MAX_SIZE``): fold each in order, send what closed (and the late reports), make that durable,
   and only then let the table see the batch (`BatchWrites.commit`).
 * `close_idle`: the worker's timer. A watermark moves when a record arrives; once every source of
   a partition is idle it can move without one (`WindowAggregator.tick`), so the windows of a

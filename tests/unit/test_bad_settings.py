@@ -57,6 +57,7 @@ BAD: list[tuple[str, str, dict[str, str]]] = [
     ("SIGNALS_REPLICATION_FACTOR", "0", {}),
     ("SIGNALS_BATCH_MAX_SIZE", "0", {}),
     ("SIGNALS_BATCH_MAX_SIZE", "many", {}),
+    ("SIGNALS_WINDOW_BATCH_MAX_SIZE", "0", {}),
     ("SIGNALS_BATCH_MAX_WAIT_S", "inf", {}),
     ("SIGNALS_BATCH_MAX_WAIT_S", "-inf", {}),
     ("SIGNALS_BATCH_MAX_WAIT_S", "0", {}),
