@@ -33,10 +33,13 @@ sends them, makes sure they are on the broker, then calls `settle`, which writes
 state and deletes the closed windows. A crash in between leaves the windows in the table, and
 the next record after recovery emits them again, byte-identical (the bookkeeping is not part of
 the emitted record), so consumers deduplicate on the window key. `update` does both at once
-(replay and tests, whose store is a dict).
+(replay and tests, whose store is a dict). The worker folds whole batches, `prepare` and
+`settle` per record, into a store that holds every write back until the batch's closed windows
+are on the broker (`stream.worker.windowing.BatchWrites`): the same order, per batch.
 
 `WindowAggregator` keeps its state in any ``MutableMapping[str, dict]``: the live worker passes a
-Faust table (so state is changelogged and recovered), replay and tests pass a dict. What a window
+Faust table behind `BatchWrites` (so state is changelogged and recovered), replay and tests pass
+a dict. What a window
 holds is a `Folder`: `SIGNAL_FOLDER` (counts, labels, mean scores, flags) by default;
 `stream.models.shadow` folds champion/challenger comparisons with the same machinery.
 """
@@ -233,15 +236,14 @@ class WindowAggregator:
             step.state = state
         return self._closing(step, _due(state["watermark"]))
 
-    def settle(self, step: Step, into: MutableMapping[str, Any] | None = None) -> None:
+    def settle(self, step: Step) -> None:
         """Make a prepared step permanent: the partition state, then the closed windows' removal
-        (after the caller has sent them); `into` another view of the store (the worker's
-        timer writes the table for one partition)."""
-        store = self.store if into is None else into
+        (after the caller has sent them, or into a store that holds writes back until then:
+        the worker's `stream.worker.windowing.BatchWrites`)."""
         if step.state is not None:
-            store[WATERMARK_PREFIX + str(step.partition)] = step.state
+            self.store[WATERMARK_PREFIX + str(step.partition)] = step.state
         for key in step.closed_keys:
-            store.pop(key, None)
+            self.store.pop(key, None)
 
     def watermark(self, partition: int) -> int | None:
         mark = self.partition_state(partition)["watermark"]

@@ -1,8 +1,9 @@
 """What the window agents do with the aggregator, and the timer that closes idle windows.
 
 * `fold_batch`: one micro-batch of records (the agents ``aggregate``, ``model_eval``,
-  ``campaigns``; ``SIGNALS_WINDOW_BATCH_MAX_SIZE``): fold each in order, send what closed (and the late reports), make that durable,
-  and only then let the table see the batch (`BatchWrites.commit`).
+  ``campaigns``; ``SIGNALS_WINDOW_BATCH_MAX_SIZE``): fold each in order, send what closed (and
+  the late reports), make that durable, and only then let the table see the batch
+  (`BatchWrites.commit`).
 * `close_idle`: the worker's timer. A watermark moves when a record arrives; once every source of
   a partition is idle it can move without one (`WindowAggregator.tick`), so the windows of a
   quiet stream close an idle time after its last record, not at the next one. Only partitions
@@ -14,7 +15,8 @@ writes wait in memory and reach the table's data and its changelog once, per key
 windows the batch closed are on the broker — so a crash before that leaves the table as it was
 before the batch, whose offsets are not committed yet: it is folded again, and the windows it
 closed are emitted again, byte-identical. One changelog record per key and batch instead of one
-per record and window (about 3 per enriched record with the default window kinds). Faust writes
+per record and window (7 per enriched record with the default window kinds: 6 windows and the
+partition state). Faust writes
 a changelog to the partition of the event being processed; a batch spans partitions and the
 timer has no event, so `BatchWrites` names the partition (`Table.send_changelog`, what a write
 inside stream iteration does). One lock per window stage keeps the timer and the agent from
