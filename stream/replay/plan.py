@@ -3,9 +3,8 @@
 Nothing here talks to Kafka or loads a model. The identity of a replay is a fingerprint of
 everything that shapes its output records (source, requested range, model versions and those of
 the language tier when it serves, batch size, embedding and window options); the default replay
-id is derived from it, so the same replay run
-twice writes byte-identical records. The sink is not part of it: a replay to a file and the same
-replay to a topic write the same records.
+id is derived from it, so the same replay run twice writes byte-identical records. The sink is
+not part of it: a replay to a file and the same replay to a topic write the same records.
 """
 
 from __future__ import annotations
