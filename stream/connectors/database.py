@@ -178,10 +178,13 @@ class LocalDatabase:
         exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
         if exists.stdout.strip() != "1":
             self._run(*psql, f"CREATE DATABASE {DATABASE}")
-        made = self._run(*psql[:-1], "-d", DATABASE, "-tAc",
-                         "CREATE EXTENSION IF NOT EXISTS vector")
-        if made.returncode != 0:
-            raise BrokerError(f"creating the vector extension failed: {made.stderr.strip()}")
+        for sql in ("CREATE EXTENSION IF NOT EXISTS vector",
+                    # a data dir made by an older server keeps its extension's SQL objects:
+                    # bring them to the version of the library this server loads
+                    "ALTER EXTENSION vector UPDATE"):
+            made = self._run(*psql[:-1], "-d", DATABASE, "-tAc", sql)
+            if made.returncode != 0:
+                raise BrokerError(f"{sql} failed: {made.stderr.strip()}")
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

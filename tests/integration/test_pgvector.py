@@ -133,6 +133,23 @@ def test_the_signals_are_the_same_on_pgvector(database: LocalDatabase) -> None:
     index.close()
 
 
+def test_the_vector_extension_is_the_version_the_server_ships(database: LocalDatabase) -> None:
+    """Also after a restart on the same data dir, where `ALTER EXTENSION vector UPDATE` runs
+    again (a data dir of an older server would be brought up to this one's version)."""
+    import psycopg
+
+    for restart in (False, True):
+        if restart:
+            database.stop()
+            database.start()
+        with psycopg.connect(database.dsn, autocommit=True) as connection:
+            installed = connection.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            shipped = connection.execute("SELECT default_version FROM pg_available_extensions "
+                                         "WHERE name = 'vector'").fetchone()
+        assert installed is not None and installed == shipped
+
+
 def test_a_table_made_before_clusters_gets_the_column(database: LocalDatabase) -> None:
     """An index table of the previous release: connecting adds ``cluster`` (its rows keep ''
     = their own id), and a repeated upsert leaves the same row."""
