@@ -15,14 +15,13 @@ import pytest
 
 from stream.cli import main
 from stream.connectors.kafka import ensure_topics, produce, producer
-from stream.models.manifest import load_manifest
 from stream.replay.plan import (
     ReplayRequest,
+    ReplayTopics,
     SinkSpec,
     SourceSpec,
     iso_time,
-    replay_topics,
-    resolve_versions,
+    plan_replay,
 )
 from stream.replay.run import run_replay
 from stream.replay.state import load_checkpoint
@@ -80,7 +79,7 @@ def test_an_offset_range_replay_matches_the_live_worker(it_settings: Settings,
     request = ReplayRequest(SourceSpec(topic=topics.events, from_offset=2, to_offset=11),
                             models=versions, progress=False)
     result = run_replay(request, it_settings)
-    sink = replay_topics(it_settings, versions, to_live=False)
+    sink = replay_sink(request, it_settings)
     expected = {k for k in (*live_signals, *live_letters) if 2 <= k[1] < 11}
     assert result.counts.read == len(expected) and result.exit_code == 0
     seen = collect(it_settings, [sink.signals, sink.dlq], timeout_s=30,
@@ -180,8 +179,7 @@ def test_an_interrupted_and_resumed_replay_has_no_gaps_and_no_duplicates(
     request = ReplayRequest(SourceSpec(topic=topic), checkpoint=ckpt, progress=False)
     result = run_replay(request, settings)
     assert result.counts.read == 40 and result.session.read == 40 - stopped.counts.read
-    versions = resolve_versions(load_manifest(settings.manifest_path), {})
-    sink = replay_topics(settings, versions, to_live=False)
+    sink = replay_sink(request, settings)
     # Everything was produced with acks=all before run_replay returned: read for a few seconds
     # more than needed, so a record produced twice would be seen.
     seen = collect(settings, [sink.signals], timeout_s=6,
@@ -191,3 +189,10 @@ def test_an_interrupted_and_resumed_replay_has_no_gaps_and_no_duplicates(
     inputs = collect(settings, [topic], timeout_s=10, until=lambda s: len(s[topic]) >= 40)
     assert sorted(set(positions)) == sorted((r.partition, r.offset) for r in inputs[topic])
     assert len(positions) == len(set(positions)) == 40
+
+
+def replay_sink(request: ReplayRequest, settings: Settings) -> ReplayTopics:
+    """The topics the replay wrote, named by its own plan (models and language tier)."""
+    topics = plan_replay(request, settings).topics
+    assert topics is not None
+    return topics
