@@ -61,8 +61,9 @@ class Checkpoint:
         if self.fingerprint != fingerprint or self.replay_id != replay_id:
             raise ConfigError(
                 f"checkpoint {path} belongs to another replay ({self.replay_id}): the source, "
-                "range, model versions or batch options differ; run that replay again with the "
-                "same arguments, or delete the file / pick another --checkpoint")
+                "range, model versions (language tier included) or batch options differ; run "
+                "that replay again with the same arguments, or delete the file / pick another "
+                "--checkpoint")
         if self.sink != sink:
             raise ConfigError(f"checkpoint {path} was written for the sink {self.sink}, not "
                               f"{sink}; delete it or pick another --checkpoint")
