@@ -88,14 +88,22 @@ async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], i
             step = aggregator.prepare(record[out.key], record, partition)
             aggregator.settle(step)     # into the batch's writes: the table sees it at commit
             closed += step.closed
-            late += [step.late] if step.late is not None else []
+            if step.late is not None:
+                late.append(step.late)
         metrics.observe_windows(out.agent, closed, aggregator.late_records - late_before)
         sent = False
         for report in late if out.report_late else ():
             sent = await send_late(sink, out.late_topic, report) or sent
-        await send_closed(sink, out.topic, out.key, closed, out.event, *out.logged)
-        if sent or closed:
-            await durable()
+        await emit(stage, closed, sink, durable, sent)
+
+
+async def emit(stage: WindowStage, closed: Sequence[dict[str, Any]], sink: Sink,
+               durable: Callable[[], Awaitable[None]], sent: bool) -> None:
+    """Send the closed windows; make them (and a sent late record) durable."""
+    out = stage.out
+    await send_closed(sink, out.topic, out.key, closed, out.event, *out.logged)
+    if sent or closed:
+        await durable()
 
 
 @asynccontextmanager
@@ -127,10 +135,7 @@ async def close_idle(stages: Sequence[WindowStage], serving: Collection[tuple[st
                     continue
                 metrics.observe_windows(stage.out.agent, step.closed, 0)
                 stage.aggregator.settle(step)
-                await send_closed(sink, stage.out.topic, stage.out.key, step.closed,
-                                  stage.out.event, *stage.out.logged)
-                if step.closed:
-                    await durable()
+                await emit(stage, step.closed, sink, durable, False)
                 closed += len(step.closed)
                 log.info("idle_watermark", agent=stage.out.agent, partition=partition,
                          watermark_ms=(step.state or {}).get("watermark"),
