@@ -1,9 +1,9 @@
 """What the window agents do with the aggregator, and the timer that closes idle windows.
 
 * `fold_batch`: one micro-batch of records (the agents ``aggregate``, ``model_eval``,
-  ``campaigns``; ``SIGNALS_WINDOW_BATCH_MAX_SIZE``): fold each in order, send what closed (and
-  the late reports), make that durable, and only then let the table see the batch
-  (`BatchWrites.commit`).
+  ``campaigns``; ``SIGNALS_WINDOW_BATCH_MAX_SIZE``): fold each in order and write the windows
+  that stay open, send what closed (and the late reports), make that durable, and only then
+  write the partition states and remove the closed windows (`BatchWrites`).
 * `close_idle`: the worker's timer. A watermark moves when a record arrives; once every source of
   a partition is idle it can move without one (`WindowAggregator.tick`), so the windows of a
   quiet stream close an idle time after its last record, not at the next one. Only partitions
@@ -11,16 +11,20 @@
   table may be another worker's, or not recovered yet).
 
 A window stage's aggregator reads and writes its Faust table through `BatchWrites`: a batch's
-writes wait in memory and reach the table's data and its changelog once, per key, after the
-windows the batch closed are on the broker — so a crash before that leaves the table as it was
-before the batch, whose offsets are not committed yet: it is folded again, and the windows it
-closed are emitted again, byte-identical. One changelog record per key and batch instead of one
-per record and window (7 per enriched record with the default window kinds: 6 windows and the
-partition state). Faust writes
-a changelog to the partition of the event being processed; a batch spans partitions and the
-timer has no event, so `BatchWrites` names the partition (`Table.send_changelog`, what a write
-inside stream iteration does). One lock per window stage keeps the timer and the agent from
-interleaving on one aggregator.
+writes wait in memory and reach the table's data and its changelog once per key, in two steps
+that keep the order a per-record fold had. The folded windows that stay open are written right
+after the folds, before any await (`commit_folds`); the partition states and the closed windows'
+removal only after the closed windows are on the broker (`commit`). A crash in between leaves
+windows whose folds remember their source offsets (so the batch, whose offsets are not committed
+yet, folds again without counting twice) and closed windows still stored, emitted again
+byte-identical. Writing the counts before any await matters: when a batch's folds too waited
+for the flush, the scale-out test lost counts in 2 of 8 runs (likely a rebalance in the flush,
+the new owner's writes, then the old owner's late ones; not proven). One changelog record per key
+and batch instead of one per record and window (7 per enriched record with the default window
+kinds: 6 windows and the partition state). Faust writes a changelog to the partition of the event
+being processed; a batch spans partitions and the timer has no event, so `BatchWrites` names the
+partition (`Table.send_changelog`, what a write inside stream iteration does). One lock per
+window stage keeps the timer and the agent from interleaving on one aggregator.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 import structlog
 
 from stream.core.outputs import WindowRecord
-from stream.windows.aggregator import WindowAggregator
+from stream.windows.aggregator import WATERMARK_PREFIX, WindowAggregator
 from stream.worker.metrics import WorkerMetrics
 from stream.worker.sinks import Sink
 
@@ -76,8 +80,8 @@ class WindowStage:
 async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], int]],
                      sink: Sink, metrics: WorkerMetrics,
                      durable: Callable[[], Awaitable[None]]) -> None:
-    """Fold (record, partition) pairs in order; send what they closed and their late reports;
-    make that durable on the broker, and only then commit the batch's writes to the table."""
+    """Fold (record, partition) pairs in order and write the open windows; send what they
+    closed and their late reports; make that durable, then write the states and removals."""
     aggregator, out = stage.aggregator, stage.out
     async with stage.lock, committing(stage):
         late_before = aggregator.late_records
@@ -90,6 +94,10 @@ async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], i
             closed += step.closed
             if step.late is not None:
                 late.append(step.late)
+        # no await between the folds and their writes (as a per-record fold wrote the table):
+        # a rebalance during the sends below can then only see this batch's states and
+        # removals arrive late, never its counts
+        stage.writes.commit_folds()
         metrics.observe_windows(out.agent, closed, aggregator.late_records - late_before)
         sent = False
         for report in late if out.report_late else ():
@@ -181,10 +189,22 @@ class BatchWrites(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def commit_folds(self) -> None:
+        """Only the folded windows that stay open, now: the writes a fold made straight into
+        the table before any send. The partition states and the closed windows' removal wait
+        for `commit`, after the closed windows are on the broker."""
+        folds = {key: entry for key, entry in self.pending.items()
+                 if entry[1] is not _GONE and not key.startswith(WATERMARK_PREFIX)}
+        self.pending = {k: v for k, v in self.pending.items() if k not in folds}
+        self._write(folds)
+
     def commit(self) -> None:
         """Each pending key once into the table's data and its changelog partition."""
-        data, pending = self.table.data, self.pending
-        self.pending = {}
+        pending, self.pending = self.pending, {}
+        self._write(pending)
+
+    def _write(self, pending: dict[str, tuple[int, Any]]) -> None:
+        data = self.table.data
         for key, (partition, value) in pending.items():
             if value is _GONE:
                 if key in data:
