@@ -100,8 +100,9 @@ async def fold_batch(stage: WindowStage, batch: Sequence[tuple[dict[str, Any], i
         stage.writes.commit_folds()
         metrics.observe_windows(out.agent, closed, aggregator.late_records - late_before)
         sent = False
-        for report in late if out.report_late else ():
-            sent = await send_late(sink, out.late_topic, report) or sent
+        if out.report_late:
+            log_late(late)
+            sent = await send_late(sink, out.late_topic, late)
         await emit(stage, closed, sink, durable, sent)
 
 
@@ -228,15 +229,29 @@ async def send_closed(sink: Sink, topic: str, key: str, windows: Sequence[dict[s
                  **{name: window[name] for name in logged})
 
 
-async def send_late(sink: Sink, topic: str | None, late: dict[str, Any] | None) -> bool:
-    """Log a late record (and send it when `topic` is set); True when something was sent."""
-    if late is None:
+LATE_SAMPLE = 5   # event ids named in a batch's `late_records` line
+
+
+def log_late(reports: Sequence[dict[str, Any]]) -> None:
+    """One WARNING line for a batch's late records: how many, the first event ids (with their
+    event times and sources), the watermark, and the windows they missed (a backlog behind
+    its watermark would otherwise log a line per record)."""
+    if not reports:
+        return
+    sample = [report["record"] for report in reports[:LATE_SAMPLE]]
+    log.warning("late_records", count=len(reports),
+                event_ids=[record.get("event_id") for record in sample],
+                event_time_ms=[record.get("event_time_ms") for record in sample],
+                sources=[record.get("source") for record in sample],
+                groups=sorted({str(report["group"]) for report in reports})[:LATE_SAMPLE],
+                watermark_ms=max(int(report["watermark_ms"]) for report in reports),
+                missed=sorted({w["name"] for report in reports for w in report["missed"]}))
+
+
+async def send_late(sink: Sink, topic: str | None, reports: Sequence[dict[str, Any]]) -> bool:
+    """Send the late reports when `topic` is set; True when something was sent."""
+    if topic is None or not reports:
         return False
-    record = late["record"]
-    log.warning("late_record", group=late["group"], event_id=record.get("event_id"),
-                event_time_ms=record.get("event_time_ms"), source=record.get("source"),
-                watermark_ms=late["watermark_ms"], missed=[w["name"] for w in late["missed"]])
-    if topic is None:
-        return False
-    await sink.send(topic, WindowRecord(late, "group"))
+    for report in reports:
+        await sink.send(topic, WindowRecord(report, "group"))
     return True

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -147,3 +148,21 @@ def test_a_record_that_cannot_be_folded_fails_its_batch_without_touching_the_tab
 
 async def _nothing() -> None:
     return None
+
+
+def test_a_batch_of_late_records_is_one_warning_naming_the_first_few() -> None:
+    table, sink = ChangelogTable(), ListSink()
+    writes = BatchWrites(table)
+    aggregator = WindowAggregator(writes, (TumblingWindow(60_000),), 0)
+    stage = WindowStage(aggregator, WindowOutput("aggregate", "windows", "group", "closed",
+                                                 late_topic="late", report_late=True),
+                        writes, "enriched")
+    # a record at 5 min moves the watermark past the first window; 12 stragglers follow
+    batch = [(enriched(0, 300_000), 0)] + [(enriched(n, n * 1000), 0) for n in range(1, 13)]
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(fold_batch(stage, batch, sink, WorkerMetrics.create(), _nothing))
+    [line] = [entry for entry in logs if "late" in entry["event"]]
+    assert line["event"] == "late_records" and line["count"] == 12
+    assert line["event_ids"] == [f"e-{n}" for n in range(1, 6)]
+    assert line["missed"] == ["tumbling_60s"] and line["watermark_ms"] == 300_000
+    assert len(sink.records["late"]) == 12 == aggregator.late_records     # each still sent
