@@ -44,6 +44,19 @@
   or where a seek put it); a record past it is held back and the partition sought to the
   missing offset (``gap_refetched``): duplicates at worst, never a loss. A jump that comes back
   `NextOffsets.ACCEPT_AFTER` times in a row is real (retention deleted the records) and passes.
+* **A record held across a seek is not delivered.** Faust's drain loop takes a record from
+  `getmany`, then yields to the event loop (every 100 records, to commit, in the callback while
+  the flow is stopped) before it compares the record with its read offset and delivers it, and
+  records it as read afterwards, also when a stopped flow cancelled the delivery. A seek back
+  that completed in between made the record look like a jump (a gap Faust commits over: a
+  scale-out run logged ``offset_gap`` 17..19 with no hole fetched), or left the read offset past
+  the records the seek fetches again, which were then dropped as already read. The consumer's
+  callback drops such a record (``held_record_dropped``, `sought_back_over`), its ``_add_gap``
+  ignores the "gap" (``offset_gap_race_ignored``), and the drain loop's read offset does not
+  take that record, or one sought back over during its delivery (`ReadOffsets`): the
+  partition is delivered again, in order, from where the seek put it. (Lowering the read
+  offset to any admitted record below it instead let stale records of an earlier assignment
+  through, and a scale-out run lost 15 offsets.)
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
   not transactional, so a jump there means records were fetched and not delivered; the consumer
@@ -55,6 +68,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
@@ -101,6 +115,27 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**extra, "acks": "all", "enable_idempotence": True}
 
 
+class ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offsets (the last record of each partition its drain loop delivered), but
+    a record the consumer's callback dropped is not recorded as read: the drain loop records
+    every record it handed to the callback, and would then drop the records a seek fetches
+    again before it as already read."""
+
+    def __init__(self, offsets: Mapping[TP, int | None] | None = None) -> None:
+        super().__init__(lambda: None, offsets or {})
+        self.dropped: dict[TP, int] = {}
+
+    def unread(self, tp: TP, offset: int) -> None:
+        """The record at `offset` was not delivered: the next write of it is not taken."""
+        self.dropped[tp] = offset
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        if offset is not None and self.dropped.get(tp) == offset:
+            del self.dropped[tp]
+            return
+        super().__setitem__(tp, offset)
+
+
 class NextOffsets:
     """The next offset each partition must deliver, and the holes that a fetch would leave."""
 
@@ -143,6 +178,12 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     _fetched: RecordMap | None = None
     _sought: frozenset[TP] = frozenset()   # partitions whose first record after a seek is logged
     _expected: NextOffsets | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset: ReadOffsets = ReadOffsets(self._read_offset)
+        self._conductor_callback = self.callback
+        self.callback = self._deliver
 
     @property
     def expected(self) -> NextOffsets:
@@ -223,6 +264,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self.expected.forget(tp)
+            self._read_offset.dropped.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
@@ -245,7 +287,36 @@ class WorkerConsumer(faust_aiokafka.Consumer):
                 await self._thread.seek_to_beginning(*uncommitted)
         return committed
 
+    def _sought_back_over(self, tp: TP, offset: int) -> bool:
+        """Whether a seek since the guard admitted the record at `offset` of input partition
+        `tp` moved it back to that record or before (it will be delivered again, in order)."""
+        return self._guarded(tp) and sought_back_over(offset, self.expected.next.get(tp),
+                                                      self._position(tp))
+
+    async def _deliver(self, message: Message) -> None:
+        """The drain loop's callback (the conductor's): not for a record a seek made stale
+        while the loop held it (it yields to the event loop, commits, before the callback);
+        and a record that a seek went back over while it was being delivered (or its delivery
+        was cancelled by a stopped flow) is not taken as read."""
+        tp, offset = message.tp, message.offset
+        if self._sought_back_over(tp, offset):
+            log.info("held_record_dropped", topic=tp.topic, partition=tp.partition,
+                     offset=offset)
+            self._read_offset.unread(tp, offset)
+            return
+        try:
+            await self._conductor_callback(message)
+        finally:
+            if self._sought_back_over(tp, offset):
+                log.info("sought_back_during_delivery", topic=tp.topic, partition=tp.partition,
+                         offset=offset)
+                self._read_offset.unread(tp, offset)
+
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if self._sought_back_over(tp, offset_to):
+            log.warning("offset_gap_race_ignored", topic=tp.topic, partition=tp.partition,
+                        first=offset_from, last=offset_to)
+            return
         if not self._compacted(tp):
             log.warning("offset_gap", topic=tp.topic, partition=tp.partition,
                         first=offset_from, last=offset_to)
@@ -259,6 +330,16 @@ def fetched_again(offset: int, position: int | Literal[False] | None) -> bool:
     if position is False:
         return False
     return position is None or offset >= position
+
+
+def sought_back_over(offset: int, expected: int | None,
+                     position: int | Literal[False] | None) -> bool:
+    """Whether a record the guard admitted at `offset` was made stale by a seek back since:
+    the offset the guard now expects next (`expected`; it was `offset + 1` at the admission)
+    is at or before it, or the client's position is (`fetched_again`). Such a record is
+    fetched and delivered again after the records before it, and a "gap" before it is none.
+    A jump the guard itself let pass (records that are gone) ends below `expected`."""
+    return (expected is not None and offset >= expected) or fetched_again(offset, position)
 
 
 class WorkerTransport(faust_aiokafka.Transport):

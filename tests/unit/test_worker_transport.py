@@ -16,7 +16,13 @@ from faust.types import TP
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.worker.transport import DrainingBuffer, NextOffsets, fetched_again
+from stream.worker.transport import (
+    DrainingBuffer,
+    NextOffsets,
+    ReadOffsets,
+    fetched_again,
+    sought_back_over,
+)
 
 
 class SlowChannel:
@@ -120,3 +126,37 @@ def test_what_is_admitted_has_no_hole_unless_the_same_jump_repeats(
         else:
             assert before is not None and offset > before
             streak = (before, streak[1] + 1 if streak[0] == before else 1)
+
+
+def test_a_record_held_across_a_seek_back_over_it_is_stale() -> None:
+    # admitted 19 (the guard then expected 20); a seek to the commit, 17, completed meanwhile
+    assert sought_back_over(19, 17, 17)
+    assert sought_back_over(19, 17, 40)         # the client already fetched on from 17
+    assert sought_back_over(19, None, None)     # a seek to the beginning is pending
+    assert not sought_back_over(19, 20, 40)     # no seek: delivered as admitted
+    # a jump the guard let pass (retention deleted 5..11): a gap Faust may commit over
+    assert not sought_back_over(12, 13, 30)
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
+def test_only_a_seek_to_or_before_a_record_makes_it_stale(admitted: int, sought: int,
+                                                          position: int) -> None:
+    """Admitted at `admitted` (next expected `admitted + 1`), then a seek to `sought`: the record
+    is stale exactly when the seek went to it or before (or the client's position did)."""
+    expected = NextOffsets()
+    expected.sought(P0, admitted)
+    assert expected.admit(P0, admitted) is None
+    assert not sought_back_over(admitted, expected.next[P0], admitted + 1 + position)
+    expected.sought(P0, sought)
+    stale = sought_back_over(admitted, expected.next[P0], admitted + 1 + position)
+    assert stale == (sought <= admitted)
+
+
+def test_a_dropped_record_is_not_taken_as_read() -> None:
+    offsets = ReadOffsets({P0: 16})             # where the seek back put it
+    offsets.unread(P0, 19)                      # the callback dropped the held record 19
+    offsets[P0] = 19                            # the drain loop records what it handed over
+    assert offsets[P0] == 16
+    offsets[P0] = 17                            # fetched again: recorded
+    offsets[P0] = 19                            # and 19 too, this time
+    assert offsets[P0] == 19 and offsets[TP("other", 0)] is None
