@@ -1,7 +1,8 @@
 """The worker's transport: the producer buffer behind table writes (Faust flushes it before
 committing offsets, so its flush must not return while a message is still on its way to the
-client), the consumer's filter of records fetched before a seek back, and its refusal to
-deliver past a hole in an input partition."""
+client), the consumer's filter of records fetched before a seek back, its refusal to
+deliver past a hole in an input partition, and its rule for a record the drain loop held while a
+seek went back over it (dropped, and not taken as read)."""
 
 from __future__ import annotations
 
