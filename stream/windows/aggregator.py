@@ -34,8 +34,9 @@ state and deletes the closed windows. A crash in between leaves the windows in t
 the next record after recovery emits them again, byte-identical (the bookkeeping is not part of
 the emitted record), so consumers deduplicate on the window key. `update` does both at once
 (replay and tests, whose store is a dict). The worker folds whole batches, `prepare` and
-`settle` per record, into a store that holds every write back until the batch's closed windows
-are on the broker (`stream.worker.windowing.BatchWrites`): the same order, per batch.
+`settle` per record, into a store that writes the batch's open windows at once and holds the
+partition states and the closed windows' removal back until the closed windows are on the
+broker (`stream.worker.windowing.BatchWrites`): the same order, per batch.
 
 `WindowAggregator` keeps its state in any ``MutableMapping[str, dict]``: the live worker passes a
 Faust table behind `BatchWrites` (so state is changelogged and recovered), replay and tests pass
@@ -238,8 +239,8 @@ class WindowAggregator:
 
     def settle(self, step: Step) -> None:
         """Make a prepared step permanent: the partition state, then the closed windows' removal
-        (after the caller has sent them, or into a store that holds writes back until then:
-        the worker's `stream.worker.windowing.BatchWrites`)."""
+        (after the caller has sent them, or into a store that holds these writes back until
+        then: the worker's `stream.worker.windowing.BatchWrites`)."""
         if step.state is not None:
             self.store[WATERMARK_PREFIX + str(step.partition)] = step.state
         for key in step.closed_keys:

@@ -129,6 +129,10 @@ class ReadOffsets(defaultdict[TP, int | None]):
         """The record at `offset` was not delivered: the next write of it is not taken."""
         self.dropped[tp] = offset
 
+    def forget(self, tp: TP) -> None:
+        """`tp` was revoked: a drop noted for it no longer applies."""
+        self.dropped.pop(tp, None)
+
     def __setitem__(self, tp: TP, offset: int | None) -> None:
         if offset is not None and self.dropped.get(tp) == offset:
             del self.dropped[tp]
@@ -264,7 +268,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self.expected.forget(tp)
-            self._read_offset.dropped.pop(tp, None)
+            self._read_offset.forget(tp)
         await super().on_partitions_revoked(revoked)
 
     async def perform_seek(self) -> None:
