@@ -224,11 +224,13 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets after a rebalance; logged with the offsets the
         input partitions restart from, and the first record each then delivers."""
+        flow_active = self.flow_active   # False: Faust's getmany seeks (the flow stopped)
         await super().perform_seek()
         inputs = {tp: offset for tp, offset in self._read_offset.items()
                   if not self._is_changelog_tp(tp)}
         log.info("sought_to_committed", offsets={f"{tp.topic}:{tp.partition}": offset
-                                                 for tp, offset in sorted(inputs.items())})
+                                                 for tp, offset in sorted(inputs.items())},
+                 flow_active=flow_active)
         self._sought = frozenset(inputs)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
