@@ -6,6 +6,7 @@ Everything is real: Apache Kafka started from the jars Maven fetched, the worker
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from stream.paths import STATE_ROOT
 from stream.settings import Settings, child_environment
 
 DEMO_DIR = STATE_ROOT / ".kafka" / "demo"
+STACK_DUMP_S = 3.0   # the time a hung worker gets to write its stack dump (SIGUSR1)
 Keyed = tuple[bytes | None, bytes]   # a keyed line of the sample
 
 
@@ -271,12 +273,17 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 
 
 def terminate(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> int:
-    """SIGTERM (if still running), wait, SIGKILL after `timeout_s`; the exit code."""
+    """SIGTERM (if still running), wait, SIGKILL after `timeout_s`; the exit code. A worker
+    still running then gets SIGUSR1 first: its stack dump (every thread and task, from mode's
+    worker) goes to its log, so a shutdown that hung says where."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(STACK_DUMP_S)
             process.kill()
             process.wait()
     return process.returncode
