@@ -66,6 +66,10 @@
   partition is delivered again, in order, from where the seek put it. (Lowering the read
   offset to any admitted record below it instead let stale records of an earlier assignment
   through, and a scale-out run lost 15 offsets.)
+* **A record whose delivery was cancelled is fetched again.** The drain loop gives up on a
+  delivery when the flow stops (it cancels the callback) and still records the record as
+  read; the record may never have reached its stream. `_fetch_again_from` seeks the
+  partition back to it (``cancelled_delivery_refetched``), so nothing after it goes first.
 * **Offset gaps reported.** Faust's consumer treats a jump in a partition's offsets as a gap
   (compaction, transaction markers) and commits past it. Our input topics are not compacted and
   not transactional, so a jump there means records were fetched and not delivered; the consumer
@@ -252,21 +256,43 @@ class WorkerConsumer(faust_aiokafka.Consumer):
     async def _deliver(self, message: Message) -> None:
         """The drain loop's callback (the conductor's): not for a record a seek made stale
         while the loop held it (it yields to the event loop, commits, before the callback);
-        and a record that a seek went back over while it was being delivered (or its delivery
-        was cancelled by a stopped flow) is not taken as read."""
+        a record that a seek went back over while it was being delivered is not taken as read;
+        one whose delivery was cancelled is fetched again (`_fetch_again_from`)."""
         tp, offset = message.tp, message.offset
         if self._sought_back_over(tp, offset):
             log.info("held_record_dropped", topic=tp.topic, partition=tp.partition,
                      offset=offset)
             self._read_offset.unread(tp, offset)
             return
+        delivered = False
         try:
             await self._conductor_callback(message)
+            delivered = True
         finally:
             if self._sought_back_over(tp, offset):
                 log.info("sought_back_during_delivery", topic=tp.topic, partition=tp.partition,
                          offset=offset)
                 self._read_offset.unread(tp, offset)
+            elif not delivered and not self._is_changelog_tp(tp):
+                self._fetch_again_from(tp, offset)
+
+    def _fetch_again_from(self, tp: TP, offset: int) -> None:
+        """The delivery of the record at `offset` was cancelled (the drain loop gives up on
+        the callback when the flow stops), so it may never have reached its stream: fetch
+        `tp` again from it, before anything after it, and do not take it as read. (A
+        scale-out run's enrich stage processed 56..59 of a partition before 48..55, which the
+        drain loop had taken as read without their reaching the agent, and no gap or seek was
+        logged in between; the window stage, which needs each source's records in order,
+        skipped 48..55 as repeats. A cancelled delivery is one way to lose records there.)
+        Synchronous: it runs while the cancellation unwinds."""
+        log.info("cancelled_delivery_refetched", topic=tp.topic, partition=tp.partition,
+                 offset=offset)
+        self.expected.sought(tp, offset)
+        self._read_offset.unread(tp, offset)
+        try:
+            self._thread.seek(tp, offset)
+        except Exception:   # revoked or stopping meanwhile: the next owner starts at the commit
+            log.info("cancelled_delivery_not_sought", topic=tp.topic, partition=tp.partition)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         if self._sought_back_over(tp, offset_to):
