@@ -19,14 +19,18 @@ behind it has late records). A window closes when ``watermark >= end + grace``.
 
 **Effectively once.** Every stored window remembers, per source partition, the highest source
 offset it folded (``source_offsets``, in the same changelogged value as the counts), and every
-partition state the highest offset per source it processed: a record re-sent by the enrich
-stage after a crash (same source, new offset of the aggregated topic), or re-read after the
-table was recovered from its changelog, is skipped instead of counted twice. This needs the
-records of one source partition to arrive in source-offset order, which one producer per source
-partition gives (one request in flight per broker in aiokafka; the worker's producer is also
-idempotent). A record older than the watermark for some window is *late*: counted
-(`late_records`), reported in `Step.late` and folded into the windows it can still join; a
-window that closed is never reopened (the watermark that closed it is in the partition state).
+partition state, per source, the highest offset it processed and which of the `SPAN` offsets
+below it (`stream.windows.seen`): a record re-sent by the enrich stage after a crash (same
+source, new offset of the aggregated topic), or re-read after the table was recovered from its
+changelog, is skipped instead of counted twice, and one that arrives after later records of
+its source (a hole in one worker's delivery, re-enriched by the next owner) is still counted.
+Limits: a record more than `SPAN` offsets below its source's highest counts as seen, and a
+crash that loses the partition state of a batch that filled such holes, while its folds were
+written, counts those records twice.
+
+A record older than the watermark for some window is *late*: counted (`late_records`),
+reported in `Step.late` and folded into the windows it can still join; a window that closed is
+never reopened (the watermark that closed it is in the partition state).
 
 **Emitting at least once.** `prepare` folds a record and says which windows close; the caller
 sends them, makes sure they are on the broker, then calls `settle`, which writes the partition
@@ -54,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.windows.kinds import WindowKind
+from stream.windows.seen import classify, marked
 
 WATERMARK_PREFIX = "__watermark__|"   # + partition: that partition's state (watermark, sources)
 OFFSETS = "source_offsets"   # in a stored window: source partition → highest offset folded
@@ -193,8 +198,8 @@ class WindowAggregator:
         source, offset = record_source(record)
         known = state["sources"].get(source)
         seen[source] = now
-        if offset is not None and known is not None and known["offset"] is not None \
-                and offset <= known["offset"]:
+        where = "new" if offset is None else classify(known, offset)
+        if where == "seen":
             self.duplicates += 1
             return self._closing(Step(partition, duplicate=True), _due(state["watermark"]))
         ts = int(record["event_time_ms"])
@@ -205,13 +210,17 @@ class WindowAggregator:
                 if watermark is not None and spec.end(start) + self.grace_ms <= watermark:
                     missed.append(window_header(spec, group, start, partition)["window"])
                     continue
-                self._fold_into(spec, group, start, record, partition, source, offset)
+                self._fold_into(spec, group, start, record, partition, source, offset,
+                                in_order=where == "new")
         step = Step(partition)
         if missed and watermark is not None:
             self.late_records += 1
             step.late = late_record(group, partition, watermark, self.grace_ms, missed, record)
         event_ms = ts if known is None else max(int(known["event_ms"]), ts)
-        state["sources"][source] = {"offset": offset, "event_ms": event_ms}
+        entry: dict[str, Any] = {"offset": offset, "event_ms": event_ms}
+        if offset is not None:
+            entry["offset"], entry["seen"] = marked(known, offset)
+        state["sources"][source] = entry
         candidate = self._candidate(partition, state, now)
         if candidate is not None and (watermark is None or candidate > watermark):
             state["watermark"] = candidate
@@ -286,18 +295,24 @@ class WindowAggregator:
         return max(heard) if heard else None
 
     def _fold_into(self, spec: WindowKind, group: str, start: int, record: dict[str, Any],
-                   partition: int, source: str, offset: int | None) -> None:
+                   partition: int, source: str, offset: int | None, in_order: bool) -> None:
+        """Fold `record` into one window. A record past the partition state's highest offset
+        of its source (`in_order`) is checked against the window's own highest too: the
+        partition state of the last batch before a crash can be lost while its folds were
+        written (`BatchWrites` writes the open windows first). A record filling a hole below
+        the highest (`stream.windows.seen`) is not: the window's highest says nothing about
+        the offsets below it."""
         key = window_key(spec, group, start)
         current = self.store.get(key)
         if current is None:
             current = self.folder.empty(spec, group, start, partition)
             heapq.heappush(self._open.setdefault(partition, []), (spec.end(start), key))
         offsets: dict[str, int] = dict(current.get(OFFSETS, {}))
-        if offset is not None and offsets.get(source, -1) >= offset:
+        if in_order and offset is not None and offsets.get(source, -1) >= offset:
             return            # folded before the crash; only the partition state was lost
         folded = self.folder.fold(current, record)
         if offset is not None:
-            offsets[source] = offset
+            offsets[source] = max(offsets.get(source, offset), offset)
             folded[OFFSETS] = offsets
         self.store[key] = folded
 
