@@ -194,7 +194,11 @@ def check_window_stage(settings: Settings, valid: list[dict[str, Any]], windows:
 
 def skipped_in(settings: Settings, windows: list[tuple[str, str, int]],
                valid: list[dict[str, Any]], skipped: dict[str, str]) -> dict[str, str]:
-    """Of the events in `windows`, those the offline fold skipped, and why (`refold`)."""
+    """Of the events in `windows`, those the offline fold skipped, and why (`refold`): the
+    first ten, those skipped after a later record of their source first (those with nothing
+    folded before them were mostly counted in the recovered state already)."""
     keys = set(windows)
-    return {e["event_id"]: skipped[e["event_id"]] for e in valid
-            if e["event_id"] in skipped and set(recount(settings, [e])) & keys}
+    found = [(e["event_id"], skipped[e["event_id"]]) for e in valid
+             if e["event_id"] in skipped and set(recount(settings, [e])) & keys]
+    found.sort(key=lambda item: item[1].endswith("after None"))
+    return dict(found[:10])
