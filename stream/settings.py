@@ -144,66 +144,10 @@ class Settings:
 
     def check(self) -> None:
         """Raise ConfigError naming the first setting that cannot work, by its variable."""
-        _check_servers(self.bootstrap_servers)
-        _check_kafka_names(self)
-        _require(self.security_protocol in _SECURITY_PROTOCOLS,
-                 f"SIGNALS_SECURITY_PROTOCOL={self.security_protocol!r}; use one of "
-                 f"{_SECURITY_PROTOCOLS}")
-        _require(self.sasl_mechanism in _SASL_MECHANISMS,
-                 f"SIGNALS_SASL_MECHANISM={self.sasl_mechanism!r}; use one of {_SASL_MECHANISMS}")
-        if self.security_protocol.startswith("SASL"):
-            _require(bool(self.sasl_username and self.sasl_password),
-                     "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
-        for name in ("partitions", "replication_factor", "batch_max_size",
-                     "window_batch_max_size", "encoder_bucket_size",
-                     "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
-                     "hopping_step_s", "model_eval_window_s"):
-            _require(getattr(self, name) >= 1,
-                     f"{_var(name)}={getattr(self, name)}; it must be >= 1")
-        for name in ("batch_max_wait_s", "connect_timeout_s"):   # finite: inf never flushes
-            value = getattr(self, name)
-            _require(math.isfinite(value) and 0 < value <= _MAX_WAIT_S,
-                     f"{_var(name)}={value}; it must be > 0 and at most {_MAX_WAIT_S:.0f}")
-        _require(self.window_grace_s >= 0,
-                 f"SIGNALS_WINDOW_GRACE_S={self.window_grace_s}; it must be >= 0")
-        _require(0 <= self.metrics_port <= 65535,
-                 f"SIGNALS_METRICS_PORT={self.metrics_port}; use a TCP port 1-65535, or 0 for no "
-                 "metrics/health server")
-        _require(bool(self.metrics_host.strip()),
-                 "SIGNALS_METRICS_HOST is empty; use an address to listen on, e.g. 0.0.0.0")
-        for name in ("session_timeout_s", "heartbeat_interval_s"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, f"{_var(name)}={value}; it must be > 0")
-        _require(self.heartbeat_interval_s < self.session_timeout_s,
-                 f"SIGNALS_HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s} must be below "
-                 f"SIGNALS_SESSION_TIMEOUT_S={self.session_timeout_s} (Kafka advises a third)")
-        for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value >= 0,
-                     f"{_var(name)}={value}; it must be >= 0 (0 switches the bound off)")
-        _require(self.hopping_window_s % self.hopping_step_s == 0,
-                 f"SIGNALS_HOPPING_WINDOW_S={self.hopping_window_s} is not a multiple of "
-                 f"SIGNALS_HOPPING_STEP_S={self.hopping_step_s}")
-        _require(1 <= self.web_port <= 65535,
-                 f"SIGNALS_WEB_PORT={self.web_port}; use a port from 1 to 65535")
-        _require(not self.spark_master or bool(_SPARK_MASTER.fullmatch(self.spark_master)),
-                 f"SIGNALS_SPARK_MASTER={self.spark_master!r}; use local, local[N], local[*], "
-                 "spark://host:port, yarn or k8s://https://host:port (empty: spark-submit's)")
-        self.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
-        _require(self.log_format in _LOG_FORMATS,
-                 f"SIGNALS_LOG_FORMAT={self.log_format!r}; use one of {_LOG_FORMATS}")
-        _require(self.similarity_index in _INDEX_KINDS,
-                 f"SIGNALS_SIMILARITY_INDEX={self.similarity_index!r}; use one of {_INDEX_KINDS}")
-        if self.similarity_index == "pgvector":
-            _require(bool(self.similarity_dsn.strip()),
-                     "SIGNALS_SIMILARITY_INDEX=pgvector needs SIGNALS_SIMILARITY_DSN="
-                     "postgresql://... (`signals db start` prints one)")
-        _require(self.similarity_table.isidentifier(),
-                 f"SIGNALS_SIMILARITY_TABLE={self.similarity_table!r}; use letters, digits and _")
-        _require(self.near_duplicate_threshold is None
-                 or -1.0 <= self.near_duplicate_threshold <= 1.0,
-                 f"SIGNALS_NEAR_DUPLICATE_THRESHOLD={self.near_duplicate_threshold}; use a cosine "
-                 "in [-1, 1]")
+        _check_kafka(self)
+        _check_numbers(self)
+        _check_serving(self)
+        _check_similarity(self)
         _require(self.related_k >= 0, f"SIGNALS_RELATED_K={self.related_k}; it must be >= 0")
         _require(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
                  f"SIGNALS_LOG_LEVEL={self.log_level!r}; use DEBUG, INFO, WARNING or ERROR")
@@ -226,6 +170,82 @@ def child_environment(settings: Settings, environ: Mapping[str, str]) -> dict[st
     inherited = {k: v for k, v in environ.items()
                  if not k.startswith(ENV_PREFIX) and k != "KAFKA_BOOTSTRAP_SERVERS"}
     return {**inherited, **as_environment(settings)}
+
+
+def _check_kafka(settings: Settings) -> None:
+    """The brokers, names and security settings."""
+    _check_servers(settings.bootstrap_servers)
+    _check_kafka_names(settings)
+    _require(settings.security_protocol in _SECURITY_PROTOCOLS,
+             f"SIGNALS_SECURITY_PROTOCOL={settings.security_protocol!r}; use one of "
+             f"{_SECURITY_PROTOCOLS}")
+    _require(settings.sasl_mechanism in _SASL_MECHANISMS,
+             f"SIGNALS_SASL_MECHANISM={settings.sasl_mechanism!r}; use one of {_SASL_MECHANISMS}")
+    if settings.security_protocol.startswith("SASL"):
+        _require(bool(settings.sasl_username and settings.sasl_password),
+                 "SASL needs SIGNALS_SASL_USERNAME and SIGNALS_SASL_PASSWORD")
+
+
+def _check_numbers(settings: Settings) -> None:
+    """Sizes, timeouts, the metrics port and window lengths."""
+    for name in ("partitions", "replication_factor", "batch_max_size",
+                 "window_batch_max_size", "encoder_bucket_size",
+                 "model_threads", "max_event_bytes", "tumbling_window_s", "hopping_window_s",
+                 "hopping_step_s", "model_eval_window_s"):
+        _require(getattr(settings, name) >= 1,
+                 f"{_var(name)}={getattr(settings, name)}; it must be >= 1")
+    for name in ("batch_max_wait_s", "connect_timeout_s"):   # finite: inf never flushes
+        value = getattr(settings, name)
+        _require(math.isfinite(value) and 0 < value <= _MAX_WAIT_S,
+                 f"{_var(name)}={value}; it must be > 0 and at most {_MAX_WAIT_S:.0f}")
+    _require(settings.window_grace_s >= 0,
+             f"SIGNALS_WINDOW_GRACE_S={settings.window_grace_s}; it must be >= 0")
+    _require(0 <= settings.metrics_port <= 65535,
+             f"SIGNALS_METRICS_PORT={settings.metrics_port}; use a TCP port 1-65535, or 0 for no "
+             "metrics/health server")
+    _require(bool(settings.metrics_host.strip()),
+             "SIGNALS_METRICS_HOST is empty; use an address to listen on, e.g. 0.0.0.0")
+    for name in ("session_timeout_s", "heartbeat_interval_s"):
+        value = getattr(settings, name)
+        _require(math.isfinite(value) and value > 0, f"{_var(name)}={value}; it must be > 0")
+    _require(settings.heartbeat_interval_s < settings.session_timeout_s,
+             f"SIGNALS_HEARTBEAT_INTERVAL_S={settings.heartbeat_interval_s} must be below "
+             f"SIGNALS_SESSION_TIMEOUT_S={settings.session_timeout_s} (Kafka advises a third)")
+    for name in ("max_future_skew_s", "max_event_age_s", "watermark_idle_s"):
+        value = getattr(settings, name)
+        _require(math.isfinite(value) and value >= 0,
+                 f"{_var(name)}={value}; it must be >= 0 (0 switches the bound off)")
+    _require(settings.hopping_window_s % settings.hopping_step_s == 0,
+             f"SIGNALS_HOPPING_WINDOW_S={settings.hopping_window_s} is not a multiple of "
+             f"SIGNALS_HOPPING_STEP_S={settings.hopping_step_s}")
+
+
+def _check_serving(settings: Settings) -> None:
+    """The web port, the Spark master, challengers and the log format."""
+    _require(1 <= settings.web_port <= 65535,
+             f"SIGNALS_WEB_PORT={settings.web_port}; use a port from 1 to 65535")
+    _require(not settings.spark_master or bool(_SPARK_MASTER.fullmatch(settings.spark_master)),
+             f"SIGNALS_SPARK_MASTER={settings.spark_master!r}; use local, local[N], local[*], "
+             "spark://host:port, yarn or k8s://https://host:port (empty: spark-submit's)")
+    settings.challenger_versions  # noqa: B018 -- parses, raising ConfigError when malformed
+    _require(settings.log_format in _LOG_FORMATS,
+             f"SIGNALS_LOG_FORMAT={settings.log_format!r}; use one of {_LOG_FORMATS}")
+
+
+def _check_similarity(settings: Settings) -> None:
+    """The similarity index and its thresholds."""
+    _require(settings.similarity_index in _INDEX_KINDS,
+             f"SIGNALS_SIMILARITY_INDEX={settings.similarity_index!r}; use one of {_INDEX_KINDS}")
+    if settings.similarity_index == "pgvector":
+        _require(bool(settings.similarity_dsn.strip()),
+                 "SIGNALS_SIMILARITY_INDEX=pgvector needs SIGNALS_SIMILARITY_DSN="
+                 "postgresql://... (`signals db start` prints one)")
+    _require(settings.similarity_table.isidentifier(),
+             f"SIGNALS_SIMILARITY_TABLE={settings.similarity_table!r}; use letters, digits and _")
+    _require(settings.near_duplicate_threshold is None
+             or -1.0 <= settings.near_duplicate_threshold <= 1.0,
+             f"SIGNALS_NEAR_DUPLICATE_THRESHOLD={settings.near_duplicate_threshold}; use a cosine "
+             "in [-1, 1]")
 
 
 def _var(name: str) -> str:

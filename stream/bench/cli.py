@@ -62,6 +62,19 @@ def add_bench(sub: Any) -> None:
                         help="instead: N events through the real worker on a fresh local broker, "
                              "its RSS read as it goes (issue #11: growth < 10 %% from N/10 to N; "
                              "hours at the default profile, use SIGNALS_PROFILE=fast)")
+    _add_similarity_arguments(parser)
+    group = parser.add_argument_group("processing")
+    group.add_argument("--encoder-bucket-size", type=positive_int, metavar="N",
+                       help="the encoder's length bucket for the throughput runs")
+    group.add_argument("--model-threads", type=positive_int, metavar="N")
+    group.add_argument("--model-spinning", action=argparse.BooleanOptionalAction, default=None,
+                       help="ONNX Runtime threads busy-wait between calls; the other choice is "
+                            "measured beside it")
+    group.add_argument("--models-dir", type=Path, metavar="DIR", help="holds manifest.json")
+    parser.set_defaults(run=run_bench_command)
+
+
+def _add_similarity_arguments(parser: argparse.ArgumentParser) -> None:
     sim = parser.add_argument_group(
         "similarity index (--similarity: measure the ANN libraries instead of process_batch)")
     sim.add_argument("--similarity", action="store_true",
@@ -76,15 +89,6 @@ def add_bench(sub: Any) -> None:
     sim.add_argument("--datasets-dir", type=Path, default=SHARED_DATASETS, metavar="DIR",
                      help="the shared corpora (default ../shared/datasets; without them, the "
                           "golden and demo events)")
-    group = parser.add_argument_group("processing")
-    group.add_argument("--encoder-bucket-size", type=positive_int, metavar="N",
-                       help="the encoder's length bucket for the throughput runs")
-    group.add_argument("--model-threads", type=positive_int, metavar="N")
-    group.add_argument("--model-spinning", action=argparse.BooleanOptionalAction, default=None,
-                       help="ONNX Runtime threads busy-wait between calls; the other choice is "
-                            "measured beside it")
-    group.add_argument("--models-dir", type=Path, metavar="DIR", help="holds manifest.json")
-    parser.set_defaults(run=run_bench_command)
 
 
 def batch_sizes(text: str) -> tuple[int, ...]:

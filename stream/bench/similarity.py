@@ -21,6 +21,7 @@ centre of a few noisy copies, so the set has the clusters and near-duplicates re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import tempfile
@@ -53,83 +54,81 @@ class Candidate:
 def candidates() -> list[Candidate]:
     """Every library that imports here (a missing one is left out of the result)."""
     found: list[Candidate] = []
-    try:
-        from usearch.index import Index
-
-        import stream.similarity.ann  # noqa: F401 -- loads onnxruntime first (see its docstring)
-
-        def usearch_build(dtype: str) -> Callable[[int, int], Any]:
-            return lambda dim, _capacity: Index(
-                ndim=dim, metric="ip", dtype=dtype, connectivity=CONNECTIVITY,
-                expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
-
-        for dtype in ("f32", "f16", "i8"):
-            found.append(Candidate(
-                f"usearch-{dtype}", "usearch", dtype, True, usearch_build(dtype),
-                lambda e, keys, vectors: e.add(keys, vectors, threads=1),
-                lambda e, vector, k: np.asarray(e.search(vector, k, threads=1).keys),
-                lambda e: int(e.memory_usage)))
-    except ImportError:
-        pass
-    try:
-        import hnswlib
-
-        def hnsw_build(dim: int, capacity: int) -> Any:
-            engine = hnswlib.Index(space="ip", dim=dim)
-            engine.init_index(max_elements=capacity, M=CONNECTIVITY,
-                              ef_construction=EXPANSION_ADD, allow_replace_deleted=True)
-            engine.set_ef(EXPANSION_SEARCH)
-            engine.set_num_threads(1)
-            return engine
-
-        def hnsw_search(engine: Any, vector: np.ndarray, k: int) -> np.ndarray:
-            labels, _ = engine.knn_query(vector, k=k, num_threads=1)
-            return np.asarray(labels[0])
-
-        found.append(Candidate(
-            "hnswlib-f32", "hnswlib", "f32", True, hnsw_build,
-            lambda e, keys, vectors: e.add_items(vectors, keys, num_threads=1),
-            hnsw_search, _hnswlib_size))
-    except ImportError:
-        pass
-    try:
-        import faiss
-
-        def faiss_build(kind: str) -> Callable[[int, int], Any]:
-            def build(dim: int, _capacity: int) -> Any:
-                faiss.omp_set_num_threads(1)
-                inner: Any
-                if kind == "f32":
-                    inner = faiss.IndexHNSWFlat(dim, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
-                else:
-                    qtype: Any = faiss.ScalarQuantizer.QT_8bit
-                    inner = faiss.IndexHNSWSQ(dim, qtype, CONNECTIVITY,
-                                              faiss.METRIC_INNER_PRODUCT)
-                inner.hnsw.efConstruction = EXPANSION_ADD
-                inner.hnsw.efSearch = EXPANSION_SEARCH
-                return [inner, None]   # keys are positions; faiss HNSW cannot remove
-            return build
-
-        def faiss_add(engine: Any, keys: np.ndarray, vectors: np.ndarray) -> None:
-            index = engine[0]
-            if kind_of(index) == "sq8" and not index.is_trained:
-                index.train(vectors)
-            index.add(vectors)
-
-        def kind_of(index: Any) -> str:
-            return "f32" if isinstance(index, faiss.IndexHNSWFlat) else "sq8"
-
-        def faiss_search(engine: Any, vector: np.ndarray, k: int) -> np.ndarray:
-            _, labels = engine[0].search(vector.reshape(1, -1), k)
-            return np.asarray(labels[0])
-
-        for kind in ("f32", "sq8"):
-            found.append(Candidate(
-                f"faiss-hnsw-{kind}", "faiss-cpu", kind, False, faiss_build(kind), faiss_add,
-                faiss_search, lambda e: len(faiss.serialize_index(e[0]))))
-    except ImportError:
-        pass
+    for library in (_usearch_candidates, _hnswlib_candidates, _faiss_candidates):
+        with contextlib.suppress(ImportError):
+            found.extend(library())
     return found
+
+
+def _usearch_candidates() -> list[Candidate]:
+    from usearch.index import Index
+
+    import stream.similarity.ann  # noqa: F401 -- loads onnxruntime first (see its docstring)
+
+    def usearch_build(dtype: str) -> Callable[[int, int], Any]:
+        return lambda dim, _capacity: Index(
+            ndim=dim, metric="ip", dtype=dtype, connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
+
+    return [Candidate(
+        f"usearch-{dtype}", "usearch", dtype, True, usearch_build(dtype),
+        lambda e, keys, vectors: e.add(keys, vectors, threads=1),
+        lambda e, vector, k: np.asarray(e.search(vector, k, threads=1).keys),
+        lambda e: int(e.memory_usage)) for dtype in ("f32", "f16", "i8")]
+
+
+def _hnswlib_candidates() -> list[Candidate]:
+    import hnswlib
+
+    def hnsw_build(dim: int, capacity: int) -> Any:
+        engine = hnswlib.Index(space="ip", dim=dim)
+        engine.init_index(max_elements=capacity, M=CONNECTIVITY,
+                          ef_construction=EXPANSION_ADD, allow_replace_deleted=True)
+        engine.set_ef(EXPANSION_SEARCH)
+        engine.set_num_threads(1)
+        return engine
+
+    def hnsw_search(engine: Any, vector: np.ndarray, k: int) -> np.ndarray:
+        labels, _ = engine.knn_query(vector, k=k, num_threads=1)
+        return np.asarray(labels[0])
+
+    return [Candidate(
+        "hnswlib-f32", "hnswlib", "f32", True, hnsw_build,
+        lambda e, keys, vectors: e.add_items(vectors, keys, num_threads=1),
+        hnsw_search, _hnswlib_size)]
+
+
+def _faiss_candidates() -> list[Candidate]:
+    import faiss
+
+    def faiss_build(kind: str) -> Callable[[int, int], Any]:
+        def build(dim: int, _capacity: int) -> Any:
+            faiss.omp_set_num_threads(1)
+            inner: Any
+            if kind == "f32":
+                inner = faiss.IndexHNSWFlat(dim, CONNECTIVITY, faiss.METRIC_INNER_PRODUCT)
+            else:
+                qtype: Any = faiss.ScalarQuantizer.QT_8bit
+                inner = faiss.IndexHNSWSQ(dim, qtype, CONNECTIVITY,
+                                          faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = EXPANSION_ADD
+            inner.hnsw.efSearch = EXPANSION_SEARCH
+            return [inner, None]   # keys are positions; faiss HNSW cannot remove
+        return build
+
+    def faiss_add(engine: Any, keys: np.ndarray, vectors: np.ndarray) -> None:
+        index = engine[0]
+        if not isinstance(index, faiss.IndexHNSWFlat) and not index.is_trained:
+            index.train(vectors)
+        index.add(vectors)
+
+    def faiss_search(engine: Any, vector: np.ndarray, k: int) -> np.ndarray:
+        _, labels = engine[0].search(vector.reshape(1, -1), k)
+        return np.asarray(labels[0])
+
+    return [Candidate(
+        f"faiss-hnsw-{kind}", "faiss-cpu", kind, False, faiss_build(kind), faiss_add,
+        faiss_search, lambda e: len(faiss.serialize_index(e[0]))) for kind in ("f32", "sq8")]
 
 
 def _hnswlib_size(engine: Any) -> int:

@@ -102,19 +102,8 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                                               within=settings.batch_max_wait_s):
             await uncancelled(enrich_batch(pipeline, sink, names, metrics, batch))
 
-    signal_windows = WindowOutput(
-        "aggregate", names.windows, "group", "window_closed",
-        late_topic=names.late if settings.send_late_records else None, report_late=True)
-    eval_windows = WindowOutput("model_eval", names.model_eval, "task",
-                                "model_eval_window_closed", logged=("agreement_rate",))
-    campaign_windows = WindowOutput("campaigns", names.campaigns, "group",
-                                    "campaign_window_closed",
-                                    logged=("near_duplicates", "clusters"))
-
-    signal_stage = WindowStage(aggregator, signal_windows, writes[TABLE_NAME], names.enriched)
-    eval_stage = WindowStage(eval_aggregator, eval_windows, writes[EVAL_TABLE_NAME], names.shadow)
-    campaign_stage = WindowStage(campaign_aggregator, campaign_windows,
-                                 writes[CAMPAIGN_TABLE_NAME], names.clusters)
+    signal_stage, eval_stage, campaign_stage = _window_stages(
+        settings, (aggregator, eval_aggregator, campaign_aggregator), writes)
 
     def window_agent(stage: WindowStage) -> Callable[[Any], Awaitable[None]]:
         async def fold_stream(stream: Any) -> None:
@@ -142,6 +131,27 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                       metrics, health, index_stage, index, campaigns, campaign_aggregator,
                       (signal_stage, campaign_stage))
 
+
+
+def _window_stages(
+    settings: Settings, aggregators: tuple[WindowAggregator, WindowAggregator, WindowAggregator],
+    writes: dict[str, BatchWrites],
+) -> tuple[WindowStage, WindowStage, WindowStage]:
+    """The three window stages: signal windows, champion/challenger windows, campaigns."""
+    names = settings.topics
+    aggregator, eval_aggregator, campaign_aggregator = aggregators
+    signal_windows = WindowOutput(
+        "aggregate", names.windows, "group", "window_closed",
+        late_topic=names.late if settings.send_late_records else None, report_late=True)
+    eval_windows = WindowOutput("model_eval", names.model_eval, "task",
+                                "model_eval_window_closed", logged=("agreement_rate",))
+    campaign_windows = WindowOutput("campaigns", names.campaigns, "group",
+                                    "campaign_window_closed",
+                                    logged=("near_duplicates", "clusters"))
+    return (WindowStage(aggregator, signal_windows, writes[TABLE_NAME], names.enriched),
+            WindowStage(eval_aggregator, eval_windows, writes[EVAL_TABLE_NAME], names.shadow),
+            WindowStage(campaign_aggregator, campaign_windows, writes[CAMPAIGN_TABLE_NAME],
+                        names.clusters))
 
 def idle_tick_s(settings: Settings) -> float:
     """How often the timer looks for idle partitions: a quarter of the idle time, 0.5 to 5 s."""
