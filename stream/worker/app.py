@@ -132,7 +132,6 @@ def create_app(settings: Settings, pipeline: Pipeline, *, sink: Sink | None = No
                       (signal_stage, campaign_stage))
 
 
-
 def _window_stages(
     settings: Settings, aggregators: tuple[WindowAggregator, WindowAggregator, WindowAggregator],
     writes: dict[str, BatchWrites],
@@ -152,6 +151,7 @@ def _window_stages(
             WindowStage(eval_aggregator, eval_windows, writes[EVAL_TABLE_NAME], names.shadow),
             WindowStage(campaign_aggregator, campaign_windows, writes[CAMPAIGN_TABLE_NAME],
                         names.clusters))
+
 
 def idle_tick_s(settings: Settings) -> float:
     """How often the timer looks for idle partitions: a quarter of the idle time, 0.5 to 5 s."""
