@@ -98,7 +98,8 @@ class Settings:
     # None: the encoder's own, calibrated on labelled pairs and kept in its manifest entry
     # (`signals similar --calibrate --record`; stream.similarity.calibration.shipped_threshold)
     near_duplicate_threshold: float | None = None
-    # a named model choice of the manifest ("fast": the static encoder + its heads); "" = active
+    # a named model choice of the manifest ("fast": the static encoder + its heads; "cascade":
+    # those, escalating unsure items to the active encoder's heads); "" = active
     profile: str = ""
     related_k: int = 10
 

@@ -16,6 +16,10 @@ encoder replays the whole v1 suite (`Manifest.resolve_beside`). A challenger hea
 another encoder gets that encoder loaded beside it, so a new encoder and its heads can shadow
 today's before they are promoted.
 
+Cascade: a profile with an escalation (``SIGNALS_PROFILE=cascade``) sends the items its heads are
+not confident on through a stronger encoder and its heads (`stream.core.cascade`), before the
+language tier.
+
 Language tier: when the manifest names a ``language_tier`` encoder (multilingual-e5-small), the
 items whose champion signals came out unreliable for their language are encoded once more by
 it, and its heads' signals replace those where they are reliable in that language (each signal's
@@ -40,10 +44,11 @@ from typing import TypeVar
 
 import numpy as np
 
+from stream.core.cascade import escalated_rows, replace_signals
 from stream.core.outputs import Signal, Signals
 from stream.core.records import ContentEvent
 from stream.models.encoder import TextEncoder
-from stream.models.heads import BatchView
+from stream.models.heads import BatchView, ClassifierSpec
 from stream.models.kinds import Classifier, load_classifier, load_encoder
 from stream.models.manifest import Manifest, reads_encoder
 from stream.settings import Settings
@@ -105,6 +110,12 @@ class Enricher:
         self.shadow_encoders = {version: encoder(version)
                                 for _, version in self.challengers
                                 if version != self.encoder.version}
+        escalation = manifest.cascade(settings.profile)
+        self.cascade = None if escalation is None or escalation.encoder == self.encoder.version \
+            else Cascade(encoder(escalation.encoder),
+                         [load_classifier(spec, threads=threads, spinning=spinning)
+                          for spec in manifest.heads_on(escalation.encoder)],
+                         escalation.min_confidence)
         tier = manifest.tier_versions(self.encoder.version, settings.language_tier)
         self.tier = None if not tier else LanguageTier(
             encoder(tier[EMBEDDING_TASK]),
@@ -130,6 +141,9 @@ class Enricher:
         embeddings = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
         batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
         per_item = run_models(self.classifiers, batch, timings)
+        if self.cascade is not None:
+            contracts = {model.task: model.contract for model in self.classifiers}
+            self.cascade.serve(batch, per_item, contracts, timings)
         if self.tier is not None:
             self.tier.serve(batch, per_item, timings)
         shadows = self._shadow(batch, per_item, timings)
@@ -153,6 +167,28 @@ class Enricher:
             for row, signals in enumerate(run_models(models, view, timings, champions)):
                 shadows[row].update(signals)
         return shadows
+
+
+class Cascade:
+    """A stronger encoder and its heads, for the items the profile's heads are unsure of."""
+
+    def __init__(self, encoder: TextEncoder, heads: Sequence[Classifier],
+                 min_confidence: Mapping[str, float]) -> None:
+        self.encoder, self.heads = encoder, list(heads)
+        self.min_confidence = dict(min_confidence)
+
+    def serve(self, batch: BatchView, per_item: list[dict[str, Signal]],
+              contracts: Mapping[str, ClassifierSpec], timings: ModelTimings | None) -> None:
+        """Encode the escalated rows again and let the stronger heads' signals replace theirs."""
+        rows = escalated_rows(per_item, batch.content_types, contracts, self.min_confidence)
+        if not rows:
+            return
+        texts = [batch.texts[row] for row in rows]
+        vectors = timed(timings, EMBEDDING_TASK, self.encoder.version,
+                        partial(self.encoder.encode, texts))
+        view = BatchView(texts, [batch.content_types[row] for row in rows], vectors)
+        served = run_models(self.heads, view, timings, [per_item[row] for row in rows])
+        replace_signals(per_item, rows, served)
 
 
 class LanguageTier:

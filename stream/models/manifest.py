@@ -6,7 +6,9 @@ unless told otherwise; replay and eval can pick any listed version. ``profiles``
 choices a worker can run (``fast``: the static encoder and the heads trained on it); a profile
 need only name the encoder, the heads follow it (`Manifest.resolve_beside`). ``language_tier``
 names a multilingual encoder whose heads serve the items in languages the active heads are not
-reliable in (`stream.core.enrich.LanguageTier`).
+reliable in (`stream.core.enrich.LanguageTier`). ``cascades`` maps a profile name to the stronger
+encoder its unconfident items escalate to and each task's minimum confidence
+(`CascadeSpec`, `stream.core.cascade`).
 
 This module owns the format both ways: `load_manifest` reads it, and the training code
 (``models_onnx/training``) writes entries as `ManifestEntry` objects through `upsert_entry`, so what
@@ -84,6 +86,29 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeSpec:
+    """A profile's escalation: items whose signal of a task is less confident than
+    ``min_confidence[task]`` are encoded again by `encoder` and served by its heads."""
+
+    encoder: str
+    min_confidence: dict[str, float]
+    metrics: str | None = None  # its validation report, relative to the manifest's folder
+
+    @classmethod
+    def from_json(cls, name: str, raw: Any) -> CascadeSpec:
+        where = f"cascades.{name}"
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("encoder"), str):
+            raise ModelFileError(f"{where} needs an \"encoder\" (an embedding version)")
+        minimums = raw.get("min_confidence", {})
+        if not isinstance(minimums, Mapping) or not all(
+                isinstance(v, int | float) and 0.0 <= v <= 1.0 for v in minimums.values()):
+            raise ModelFileError(f"{where}.min_confidence must map tasks to numbers in [0, 1]")
+        metrics = raw.get("metrics")
+        return cls(raw["encoder"], {str(k): float(v) for k, v in minimums.items()},
+                   str(metrics) if metrics else None)
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     path: Path
     models: tuple[ModelSpec, ...]
@@ -91,6 +116,7 @@ class Manifest:
     # name → {task: version}: what a worker runs instead of `active` (SIGNALS_PROFILE)
     profiles: dict[str, dict[str, str]] = field(default_factory=dict)
     language_tier: str | None = None  # an embedding version (see the module docstring)
+    cascades: dict[str, CascadeSpec] = field(default_factory=dict)  # profile name → escalation
 
     def heads_on(self, encoder: str) -> list[ModelSpec]:
         """The first listed head of each task trained on `encoder`."""
@@ -117,6 +143,10 @@ class Manifest:
             raise ConfigError(f"SIGNALS_PROFILE={name!r}: {self.path} has the profiles "
                               f"{['default', *sorted(self.profiles)]}")
         return dict(self.profiles[name])
+
+    def cascade(self, name: str) -> CascadeSpec | None:
+        """The escalation of profile `name`, if it has one."""
+        return self.cascades.get(name)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -165,10 +195,15 @@ def load_manifest(path: Path) -> Manifest:
         raise ModelFileError(f"model manifest {path} is not valid JSON: {exc}") from exc
     base = path.parent
     models = tuple(spec_of(m, base) for m in data.get("models", []))
+    unknown = sorted(set(data.get("cascades", {})) - set(data.get("profiles", {})))
+    if unknown:
+        raise ModelFileError(f"model manifest {path}: cascades {unknown} name no profile")
     return Manifest(path=path, models=models, active=dict(data.get("active", {})),
                     profiles={name: dict(versions)
                               for name, versions in data.get("profiles", {}).items()},
-                    language_tier=data.get("language_tier"))
+                    language_tier=data.get("language_tier"),
+                    cascades={name: CascadeSpec.from_json(name, raw)
+                              for name, raw in data.get("cascades", {}).items()})
 
 
 def spec_of(raw: dict[str, Any], base: Path) -> ModelSpec:
@@ -220,6 +255,18 @@ def set_profile(path: Path, name: str, versions: Mapping[str, str]) -> None:
         manifest.resolve(task, version)
     raw: dict[str, Any] = json.loads(path.read_text())
     raw["profiles"] = {**raw.get("profiles", {}), name: dict(versions)}
+    write_json(path, raw)
+
+
+def set_cascade(path: Path, name: str, cascade: Mapping[str, Any]) -> None:
+    """Give profile `name` (already in the manifest at `path`) the escalation `cascade`
+    (`CascadeSpec`'s fields; other keys, such as its metrics file, are kept as written)."""
+    spec = CascadeSpec.from_json(name, cascade)
+    manifest = load_manifest(path)
+    manifest.profile(name)
+    manifest.resolve("embedding", spec.encoder)
+    raw: dict[str, Any] = json.loads(path.read_text())
+    raw["cascades"] = {**raw.get("cascades", {}), name: dict(cascade)}
     write_json(path, raw)
 
 

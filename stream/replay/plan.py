@@ -2,9 +2,10 @@
 
 Nothing here talks to Kafka or loads a model. The identity of a replay is a fingerprint of
 everything that shapes its output records (source, requested range, model versions and those of
-the language tier when it serves, batch size, embedding and window options); the default replay
-id is derived from it, so the same replay run twice writes byte-identical records. The sink is
-not part of it: a replay to a file and the same replay to a topic write the same records.
+the language tier or a cascade when they serve, batch size, embedding and window options); the
+default replay id is derived from it, so the same replay run twice writes byte-identical
+records. The sink is not part of it: a replay to a file and the same replay to a topic write the
+same records.
 """
 
 from __future__ import annotations
@@ -254,6 +255,10 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
     tier = manifest.tier_versions(versions["embedding"], settings.language_tier)
     if tier:             # the tier serves some items: its models shape their records
         options |= {"language_tier": tier}
+    cascade = manifest.cascade(settings.profile)
+    if cascade is not None and cascade.encoder != versions["embedding"]:   # so does a cascade's
+        options |= {"cascade": {"encoder": cascade.encoder,
+                                "min_confidence": cascade.min_confidence}}
     if request.index:    # a checkpoint of a replay without the index must not resume into one
         options |= {"index": settings.similarity_table}
     digest = fingerprint(request.source, versions, options)

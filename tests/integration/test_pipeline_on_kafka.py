@@ -61,8 +61,8 @@ def ids_on_each_partition(first: int, partitions: int) -> list[int]:
     return sorted(chosen.values())
 
 
-@pytest.mark.parametrize("profile", ["", "fast", "multilingual"],
-                         ids=["default", "fast", "multilingual"])
+@pytest.mark.parametrize("profile", ["", "fast", "cascade", "multilingual"],
+                         ids=["default", "fast", "cascade", "multilingual"])
 def test_every_event_ends_as_one_signal_or_one_dead_letter(
     it_settings: Settings, tmp_path: Path, profile: str
 ) -> None:
@@ -126,6 +126,13 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
         assert signal["models"]["embedding"] == signal["embedding"]["model"] == encoder
         for task, version in signal["models"].items():   # every head read this encoder
             assert reads_encoder(manifest.resolve(task, version)) in (None, encoder)
+        # each signal names the head that served it: the profile's, a cascade's escalation or
+        # the language tier's
+        escalation = manifest.cascade(profile)
+        allowed = {None, encoder, manifest.language_tier,
+                   escalation.encoder if escalation else None}
+        for task, served in signal["signals"].items():
+            assert reads_encoder(manifest.resolve(task, served["model"])) in allowed
 
     assert Counter(d["error"]["class"] for d in letters) == Counter(
         {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1,

@@ -191,3 +191,11 @@ def test_the_language_tier_is_part_of_the_replay_identity(settings: Settings) ->
     assert on.versions == off.versions                 # the champions are the same
     assert manifest.tier_versions(manifest.language_tier) == {}   # the tier's own encoder
     assert manifest.tier_versions(on.versions["embedding"], enabled=False) == {}
+
+
+def test_a_cascade_is_part_of_the_replay_identity(settings: Settings) -> None:
+    request = ReplayRequest(SourceSpec(topic="content.events.v1", from_offset=0, to_offset=10))
+    cascade, fast = (plan_replay(request, settings.replace(profile=name))
+                     for name in ("cascade", "fast"))
+    assert cascade.versions == fast.versions           # the same cheap models ...
+    assert cascade.replay_id != fast.replay_id         # ... but the escalations change records
