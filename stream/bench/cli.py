@@ -212,6 +212,12 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def served_by(shares: dict[str, float], own: str) -> str:
+    """The items other encoders served (a cascade's escalations, the language tier)."""
+    others = [f"{encoder} {share:.0%}" for encoder, share in shares.items() if encoder != own]
+    return f" (items also served by {', '.join(others)})" if others else ""
+
+
 def profile_summary(profiles: dict[str, Any]) -> list[str]:
     naive = profiles["naive_agent"]
     lines = [f"profiles at batch {profiles['batch_size']} against a naive agent "
@@ -222,5 +228,6 @@ def profile_summary(profiles: dict[str, Any]) -> list[str]:
                   for metric, delta in deltas.items() if delta <= -0.01]
         lines.append(f"  {row['profile']:<16} {row['events_per_s']:>8.1f} events/s  "
                      f"x{row['vs_naive_agent']:.2f} naive  encoder {row['models']['embedding']}"
+                     + served_by(row.get("served_by", {}), row['models']['embedding'])
                      + (f"; loses >1 point vs default: {', '.join(losses)}" if losses else ""))
     return lines

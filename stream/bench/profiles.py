@@ -7,22 +7,27 @@ manifest's active models, then every named one) runs the worker's `process_batch
 batch size. All of them take turns on each segment of the input, the order rotating, so a slow
 spell hits each alike. Beside each profile's speed: the encoder it runs and every head's headline
 metrics on its held-back validation split, as recorded in its manifest entry (``metrics``), and
-the change of each against the default profile's head.
+the change of each against the default profile's head, and which encoders served its items
+(`served_by`: the share of signal records with a signal from a head on each encoder; a cascade's
+escalations and the language tier show there).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from stream.core.builder import build_pipeline
-from stream.core.pipeline import Pipeline, process_batch
+from stream.core.pipeline import BatchOutput, Pipeline, process_batch
 from stream.core.records import ContentEvent, RawMessage
 from stream.models.encoder import TextEncoder
-from stream.models.manifest import Manifest, load_manifest
+from stream.models.manifest import Manifest, load_manifest, reads_encoder
 from stream.settings import Settings
 
 NAIVE_ENCODER = "minilm-l6-v2-int8-v1"
@@ -62,6 +67,7 @@ def compare_profiles(settings: Settings, segments: Sequence[Sequence[RawMessage]
               if isinstance(e, ContentEvent) and e.has_text] for segment in segments]
     names = ["naive", *pipelines]
     seconds = dict.fromkeys(names, 0.0)
+    served: dict[str, Counter[str]] = {name: Counter() for name in pipelines}
     for pipeline in pipelines.values():
         process_batch(pipeline, segments[0])  # warm-up, not counted
     for turn, segment in enumerate(segments):
@@ -70,29 +76,67 @@ def compare_profiles(settings: Settings, segments: Sequence[Sequence[RawMessage]
             started = time.perf_counter()
             if name == "naive":
                 naive(texts[turn])
+                seconds[name] += time.perf_counter() - started
             else:
-                process_batch(pipelines[name], segment)
-            seconds[name] += time.perf_counter() - started
+                output = process_batch(pipelines[name], segment)
+                seconds[name] += time.perf_counter() - started
+                served[name].update(encoders_serving(manifest, output))
     events = sum(len(s) for s in segments)
     naive_rate = sum(len(t) for t in texts) / seconds["naive"]
     return {"naive_agent": {"encoder": naive_version, "padded_to": NAIVE_LENGTH,
                             "texts_per_s": round(naive_rate, 2)},
             "batch_size": max(len(s) for s in segments),
-            "profiles": [profile_row(name, pipelines[name], manifest, events / seconds[name],
-                                     naive_rate, default) for name in pipelines]}
+            "profiles": [{**profile_row(name, pipelines[name], manifest, events / seconds[name],
+                                        naive_rate, default),
+                          "served_by": {encoder: round(n / served[name]["records"], 4)
+                                        for encoder, n in sorted(served[name].items())
+                                        if encoder != "records"}}
+                         for name in pipelines]}
+
+
+def encoders_serving(manifest: Manifest, output: BatchOutput) -> Counter[str]:
+    """Per encoder, the signal records of `output` with a signal from a head that reads it;
+    ``records``: how many records had any head's signal."""
+    counts: Counter[str] = Counter()
+    for record in output.signals:
+        encoders = {reads_encoder(manifest.resolve(task, signal.model))
+                    for task, signal in record.signals.items()} - {None}
+        counts.update({str(encoder) for encoder in encoders})
+        counts["records"] += bool(encoders)
+    return counts
 
 
 def profile_row(name: str, pipeline: Pipeline, manifest: Manifest, rate: float,
                 naive_rate: float, default: Pipeline) -> dict[str, Any]:
     quality = head_metrics(manifest, pipeline)
     baseline = head_metrics(manifest, default)
+    vs_default = {task: {metric: round(value - baseline[task][metric], 4)
+                         for metric, value in metrics.items() if metric in baseline.get(task, {})}
+                  for task, metrics in quality.items()}
+    cascade = manifest.cascade(name.split("/")[0]) if pipeline.enricher.cascade else None
+    if cascade is not None and cascade.metrics:
+        quality, vs_default = cascade_metrics(manifest.path.parent / cascade.metrics)
     return {"profile": name, "models": pipeline.enricher.versions,
             "events_per_s": round(rate, 2), "vs_naive_agent": round(rate / naive_rate, 3),
-            "quality": quality,
-            "vs_default": {task: {metric: round(value - baseline[task][metric], 4)
-                                  for metric, value in metrics.items()
-                                  if metric in baseline.get(task, {})}
-                           for task, metrics in quality.items()}}
+            "quality": quality, "vs_default": vs_default}
+
+
+def cascade_metrics(path: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """A cascade's measured validation metrics and their difference from its strong heads
+    alone (the default's heads), both from its report (``models_onnx/training/cascade.py``);
+    safety's labels as ``<label>_f1``, as the heads record them."""
+    report = orjson.loads(path.read_bytes())["validation"]
+    quality: dict[str, dict[str, float]] = {}
+    vs_default: dict[str, dict[str, float]] = {}
+    for unit, block in report.items():
+        task, _, label = unit.partition(".")
+        def named(metric: str, label: str = label) -> str:
+            return f"{label}_{metric}" if label else metric
+        quality.setdefault(task, {}).update(
+            {named(k): v for k, v in block["cascade"].items()})
+        vs_default.setdefault(task, {}).update(
+            {named(k): v for k, v in block["cascade_minus_strong"].items()})
+    return quality, vs_default
 
 
 def head_metrics(manifest: Manifest, pipeline: Pipeline) -> dict[str, dict[str, float]]:

@@ -64,8 +64,15 @@ def test_default_input_measures_every_batch_size(
     assert result["environment"]["model_spinning"] is False
     profiles = load_manifest(Settings().manifest_path).profiles
     rows = {row["profile"]: row for row in result["profiles"]["profiles"]}
-    assert set(rows) == {"default", *profiles, "default/no-tier", "fast/no-tier"}
+    assert set(rows) == {"default", *profiles, "default/no-tier", "fast/no-tier",
+                         "cascade/no-tier"}
     assert rows["fast/no-tier"]["models"] == rows["fast"]["models"]  # the same models, no tier
+    # which encoders served the items: only its own without a tier or cascade
+    assert set(rows["fast/no-tier"]["served_by"]) == {rows["fast"]["models"]["embedding"]}
+    assert set(rows["cascade/no-tier"]["served_by"]) <= {
+        rows["cascade"]["models"]["embedding"], rows["default"]["models"]["embedding"]}
+    # a cascade's quality is its own measured one, not its cheap heads'
+    assert rows["cascade"]["quality"]["sentiment"] != rows["fast"]["quality"]["sentiment"]
     assert all(row["events_per_s"] > 0 for row in rows.values())
     assert f"wrote {out}" in stdout
 
