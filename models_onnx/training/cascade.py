@@ -62,9 +62,11 @@ from stream.models.manifest import load_manifest, set_cascade, set_profile
 CHEAP, STRONG = "e5-static-v1", "e5-small-v2-int8-v1"
 PROFILE = "cascade"
 GRID = tuple(round(0.025 * k, 3) for k in range(41))
-# How far below the strong heads the cascade may score on the training part (out of fold): the
-# recorded profile's (1 point, the budget issue #11 gives a profile) and the frontier's others.
-TOLERANCE = 0.01
+# How far below the strong heads the cascade may score on the training part (out of fold). The
+# recorded profile's: within issue #11's 1 point (0.01) 95 % of the items are escalated anyway,
+# so the profile is the point that halves the encoder's work (MODELS.md "The cascade profile");
+# FRONTIER lists the others, 0.01 included.
+TOLERANCE = 0.05
 FRONTIER = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
 OUT = MODELS_DIR / "cascade" / "metrics.json"
 Metric = Callable[[Array, Array], dict[str, float]]
