@@ -183,11 +183,7 @@ class Cascade:
         rows = escalated_rows(per_item, batch.content_types, contracts, self.min_confidence)
         if not rows:
             return
-        texts = [batch.texts[row] for row in rows]
-        vectors = timed(timings, EMBEDDING_TASK, self.encoder.version,
-                        partial(self.encoder.encode, texts))
-        view = BatchView(texts, [batch.content_types[row] for row in rows], vectors)
-        served = run_models(self.heads, view, timings, [per_item[row] for row in rows])
+        served = encode_again(self.encoder, self.heads, batch, rows, per_item, timings)
         replace_signals(per_item, rows, served)
 
 
@@ -206,16 +202,24 @@ class LanguageTier:
                 if any(not s.is_reliable for task, s in signals.items() if task in self.tasks)]
         if not rows:
             return
-        texts = [batch.texts[row] for row in rows]
-        vectors = timed(timings, EMBEDDING_TASK, self.encoder.version,
-                        partial(self.encoder.encode, texts))
-        view = BatchView(texts, [batch.content_types[row] for row in rows], vectors)
-        served = run_models(self.heads, view, timings, [per_item[row] for row in rows])
+        served = encode_again(self.encoder, self.heads, batch, rows, per_item, timings)
         for row, signals in zip(rows, served, strict=True):
             for task, signal in signals.items():
                 champion = per_item[row].get(task)
                 if champion is not None and not champion.is_reliable and signal.is_reliable:
                     per_item[row][task] = signal
+
+
+def encode_again(encoder: TextEncoder, heads: Sequence[Classifier], batch: BatchView,
+                 rows: Sequence[int], per_item: Sequence[Signals],
+                 timings: ModelTimings | None) -> list[dict[str, Signal]]:
+    """The signals of `heads` on `rows` of the batch, encoded once more by `encoder` (the
+    cascade's and the language tier's second pass; the rows' known language decides
+    reliability)."""
+    texts = [batch.texts[row] for row in rows]
+    vectors = timed(timings, EMBEDDING_TASK, encoder.version, partial(encoder.encode, texts))
+    view = BatchView(texts, [batch.content_types[row] for row in rows], vectors)
+    return run_models(heads, view, timings, [per_item[row] for row in rows])
 
 
 def run_models(models: Sequence[Classifier], batch: BatchView, timings: ModelTimings | None,
