@@ -108,14 +108,15 @@ def encoders_serving(manifest: Manifest, output: BatchOutput) -> Counter[str]:
 
 def profile_row(name: str, pipeline: Pipeline, manifest: Manifest, rate: float,
                 naive_rate: float, default: Pipeline) -> dict[str, Any]:
-    quality = head_metrics(manifest, pipeline)
-    baseline = head_metrics(manifest, default)
-    vs_default = {task: {metric: round(value - baseline[task][metric], 4)
-                         for metric, value in metrics.items() if metric in baseline.get(task, {})}
-                  for task, metrics in quality.items()}
     cascade = manifest.cascade(name.split("/")[0]) if pipeline.enricher.cascade else None
     if cascade is not None and cascade.metrics:
         quality, vs_default = cascade_metrics(manifest.path.parent / cascade.metrics)
+    else:
+        quality, baseline = head_metrics(manifest, pipeline), head_metrics(manifest, default)
+        vs_default = {task: {metric: round(value - baseline[task][metric], 4)
+                             for metric, value in metrics.items()
+                             if metric in baseline.get(task, {})}
+                      for task, metrics in quality.items()}
     return {"profile": name, "models": pipeline.enricher.versions,
             "events_per_s": round(rate, 2), "vs_naive_agent": round(rate / naive_rate, 3),
             "quality": quality, "vs_default": vs_default}
@@ -130,12 +131,11 @@ def cascade_metrics(path: Path) -> tuple[dict[str, dict[str, float]], dict[str, 
     vs_default: dict[str, dict[str, float]] = {}
     for unit, block in report.items():
         task, _, label = unit.partition(".")
-        def named(metric: str, label: str = label) -> str:
-            return f"{label}_{metric}" if label else metric
+        prefix = f"{label}_" if label else ""
         quality.setdefault(task, {}).update(
-            {named(k): v for k, v in block["cascade"].items()})
+            {prefix + k: v for k, v in block["cascade"].items()})
         vs_default.setdefault(task, {}).update(
-            {named(k): v for k, v in block["cascade_minus_strong"].items()})
+            {prefix + k: v for k, v in block["cascade_minus_strong"].items()})
     return quality, vs_default
 
 
