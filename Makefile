@@ -48,7 +48,7 @@ golden-records: $(STAMP) $(MODELS)
 # Throughput, latency, where the time goes, bucketing and memory in one run; JSON into
 # bench-results/. Compare ratios within a run: the machines are shared and noisy.
 bench: $(STAMP) $(MODELS) $(KAFKA_JARS)
-	$(BIN)/signals bench --live
+	$(BIN)/signals bench --live --live-workers 1,2
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream tests models_onnx

@@ -58,6 +58,10 @@ def add_bench(sub: Any) -> None:
                         help="with --live: run the worker once per ONNX thread count, each "
                              "against process_batch at the same count (default: 1, 2 and "
                              "--model-threads)")
+    parser.add_argument("--live-workers", type=batch_sizes, default=(1,), metavar="1,2,...",
+                        help="with --live: also run N worker processes in one group (the "
+                             "partitions split between them) at each thread count: threads or "
+                             "processes, which gives one machine more events/s (default 1)")
     parser.add_argument("--soak", type=positive_int, metavar="N",
                         help="instead: N events through the real worker on a fresh local broker, "
                              "its RSS read as it goes (issue #11: growth < 10 %% from N/10 to N; "
@@ -110,7 +114,8 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     request = BenchRequest(data=tuple(args.data or ()), events=args.events,
                            batch_sizes=args.batch_sizes, out=out, seed=args.seed,
                            bucket_sizes=args.bucket_sizes, live=args.live,
-                           live_threads=args.live_threads or (1, 2, settings.model_threads))
+                           live_threads=args.live_threads or (1, 2, settings.model_threads),
+                           live_workers=args.live_workers)
     print("\n".join(bench_summary(run_bench(request, settings))))
     print(f"wrote {out}")
     return 0
@@ -199,7 +204,7 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
         live = result["live_worker"]
         lines.append(f"live worker on a backlog of {live['events']} events (batch "
                      f"{live['batch_max_size']}, {live['partitions']} partitions):")
-        lines += [f"  {run['model_threads']} ONNX thread(s): "
+        lines += [f"  {layout(run)}{run['model_threads']} ONNX thread(s): "
                   f"{run['live_worker_events_per_s']:.1f} events/s, process_batch "
                   f"{run['process_batch_events_per_s']:.1f}: x{run['live_vs_process_batch']:.2f}"
                   f"; through the index stage {run['through_index_events_per_s']:.1f} events/s"
@@ -210,6 +215,12 @@ def bench_summary(result: dict[str, Any]) -> list[str]:
                  f"MiB after load, {rss['after_throughput']:.0f} after the batch sizes, "
                  f"{rss['after_run']:.0f} after the run")
     return lines
+
+
+def layout(run: dict[str, Any]) -> str:
+    """"2 workers x " before a live run's thread count when it ran several worker processes."""
+    workers = run.get("workers", 1)
+    return f"{workers} workers x " if workers > 1 else ""
 
 
 def served_by(shares: dict[str, float], own: str) -> str:

@@ -78,6 +78,7 @@ class BenchRequest:
     bucket_sizes: tuple[int, ...] = (8, 16, 32)  # compared with pad-to-longest, and the setting
     live: bool = False   # also the real worker on a local broker (`stream.bench.live`)
     live_threads: tuple[int, ...] = ()  # its ONNX thread counts; empty: the configured one
+    live_workers: tuple[int, ...] = (1,)   # its numbers of worker processes (one group each)
 
 
 def run_bench(request: BenchRequest, settings: Settings) -> dict[str, Any]:
@@ -94,7 +95,8 @@ def run_bench(request: BenchRequest, settings: Settings) -> dict[str, Any]:
     if request.live:
         from stream.bench.live import live_worker  # the broker's code only when asked
 
-        result["live_worker"] = live_worker(settings, corpus, request.live_threads)
+        result["live_worker"] = live_worker(settings, corpus, request.live_threads,
+                                            workers=request.live_workers)
     result["input"] = {"files": [{"path": str(p), "sha256": sha256_of(p), "events": len(m)}
                                  for p, m in zip(paths, loaded, strict=True)],
                        "events": request.events, "seed": request.seed}

@@ -35,6 +35,7 @@ class LocalBroker:
     deploy_dir: Path = DEPLOY_DIR
     auth: str = "none"          # or "scram": SASL_PLAINTEXT on `port`, SASL_SSL on `ssl_port`
     ssl_port: int = 9094
+    overrides: tuple[tuple[str, str], ...] = ()   # server properties after the file's (last wins)
 
     @property
     def scram(self) -> ScramAuth:
@@ -144,6 +145,7 @@ class LocalBroker:
                   "data_dir": str(self.data_dir)}
         for name, value in values.items():
             config = config.replace("${" + name + "}", value)
+        config += "".join(f"{key}={value}\n" for key, value in self.overrides)
         path = self.data_dir / "server.properties"
         path.write_text(config)
         return path

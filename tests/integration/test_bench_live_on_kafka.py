@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from stream.bench.cli import bench_summary
-from stream.bench.live import live_worker, unique
+from stream.bench.live import (
+    GROUP_DELAY_MS,
+    live_settings,
+    live_worker,
+    local_broker,
+    one_layout,
+    unique,
+)
 from stream.bench.run import read_events
 from stream.bench.soak import soak, soak_summary
 from stream.core.records import ContentEvent
@@ -42,17 +49,37 @@ def test_the_live_worker_answers_every_event_of_its_backlog_at_each_thread_count
             run["live_worker_events_per_s"] / run["process_batch_events_per_s"], rel=0.01)
 
 
+def test_two_worker_processes_split_the_backlog_and_answer_every_event_once(
+        settings: Settings, tmp_path: Path) -> None:
+    corpus = read_events(CHECKOUT / "deploy" / "demo" / "events.jsonl")[:40]
+    run = settings.replace(partitions=2, batch_max_size=8, model_threads=1)
+    with local_broker(overrides=(("group.initial.rebalance.delay.ms", str(GROUP_DELAY_MS)),)) as (
+            bootstrap, tmp):
+        result = one_layout(live_settings(run, bootstrap, tmp, 1, 2), unique(corpus), tmp,
+                            timeout_s=240, workers=2)
+        logs = sorted(tmp.glob("worker-w2t1.*.log"))
+        batches = [log.read_text().count("batch_processed") for log in logs]
+    assert result["workers"] == 2 and result["answered"] == len(corpus)
+    assert len(logs) == 2 and all(batches), batches     # each process enriched a share
+    assert result["live_vs_process_batch"] == pytest.approx(   # each against its own
+        result["live_worker_events_per_s"] / (2 * result["process_batch_events_per_s"]),
+        rel=0.01)
+
+
 def test_the_summary_prints_the_live_ratio_per_thread_count(tmp_path: Path) -> None:
-    live = {"events": 10, "batch_max_size": 16, "partitions": 2, "runs": [
+    runs: list[dict[str, object]] = [
         {"model_threads": n, "answered": 10, "live_worker_events_per_s": 90.0 / n,
          "process_batch_events_per_s": 100.0, "live_vs_process_batch": 0.9 / n,
          "indexed": 9, "through_index_events_per_s": 80.0 / n,
          "through_index_vs_process_batch": 0.8 / n}
-        for n in (1, 2)]}
+        for n in (1, 2)]
+    runs.append({**runs[0], "workers": 2})
+    live = {"events": 10, "batch_max_size": 16, "partitions": 2, "runs": runs}
     lines = bench_summary_lines(live)
     assert any("1 ONNX thread(s)" in line and "x0.90" in line and "index stage 80.0 events/s x0.80"
                in line for line in lines)
-    assert any("2 ONNX thread(s)" in line and "x0.45" in line for line in lines)
+    assert any("  2 ONNX thread(s)" in line and "x0.45" in line for line in lines)
+    assert any("2 workers x 1 ONNX thread(s): 90.0 events/s" in line for line in lines)
 
 
 def bench_summary_lines(live: dict[str, object]) -> list[str]:
