@@ -44,7 +44,8 @@ def it_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 
 def valid_event(i: int, minute: int, second: int, content_type: str, market: str) -> dict[str, Any]:
-    text_field = {"text": f"Comment number {i}: loved this episode"} if content_type == "comment" \
+    said = "loved this episode" if i % 2 == 0 else "I hate that I love this show"   # mixed
+    text_field = {"text": f"Comment number {i}: {said}"} if content_type == "comment" \
         else {"title": f"Blue Train take {i}", "description": "Hard bop, saxophone and trumpet."}
     return {"event_id": f"it-{i}", "event_type": "content.published", "content_id": f"c-{i}",
             "content_type": content_type, "event_time": T0.format(minute, second),
@@ -118,6 +119,8 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
                              and window_total(values(s[topics.windows])) >= (8 + 4) * (1 + 5)))
 
     signals, letters = values(seen[topics.signals]), values(seen[topics.dlq])
+    escalation = manifest.cascade(profile)
+    allowed = {None, encoder, manifest.language_tier, escalation.encoder if escalation else None}
     assert sorted(s["event_id"] for s in signals) == sorted(e["event_id"] for e in valid)
     for signal in signals:
         vector = np.asarray(signal["embedding"]["values"], dtype=np.float32)
@@ -128,11 +131,12 @@ def test_every_event_ends_as_one_signal_or_one_dead_letter(
             assert reads_encoder(manifest.resolve(task, version)) in (None, encoder)
         # each signal names the head that served it: the profile's, a cascade's escalation or
         # the language tier's
-        escalation = manifest.cascade(profile)
-        allowed = {None, encoder, manifest.language_tier,
-                   escalation.encoder if escalation else None}
         for task, served in signal["signals"].items():
             assert reads_encoder(manifest.resolve(task, served["model"])) in allowed
+    if escalation is not None:   # the mixed comments are escalated, the tracks are not
+        served_by = {reads_encoder(manifest.resolve(task, served["model"]))
+                     for signal in signals for task, served in signal["signals"].items()}
+        assert {encoder, escalation.encoder} <= served_by
 
     assert Counter(d["error"]["class"] for d in letters) == Counter(
         {"invalid_json": 1, "invalid_utf8": 1, "schema_violation": 2, "missing_text": 1,
