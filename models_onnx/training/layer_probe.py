@@ -19,7 +19,9 @@ shipped heads' (those combine corpora and tune thresholds): a depth that loses h
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,15 +29,14 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 
 from models_onnx.training.common import DATA_DIR, MODELS_DIR, r4, write_json
 from models_onnx.training.encoder_probe import CAPS, TASKS, score, task_rows, text_of
-from stream.core.batching import length_buckets
-from stream.models.encoder import load_tokenizer
+from stream.models.encoder import TextEncoder
 from stream.models.manifest import load_manifest
+from stream.models.onnx_session import sha256_of
 
 ENCODER = "e5-small-v2-int8-v1"
 FULL = 12
@@ -66,31 +67,14 @@ def cut_after(graph: onnx.ModelProto, layers: int) -> bytes:
     return bytes(cut.SerializeToString())
 
 
-class Depth:
-    """e5-small-v2 cut after `layers`: encode texts as the worker does (prefix, buckets of 8)."""
-
-    def __init__(self, layers: int) -> None:
-        spec = load_manifest(MODELS_DIR / "manifest.json").resolve("embedding", ENCODER)
-        self.prefix = str(spec.extra("text_prefix", ""))
-        self.tokenizer = load_tokenizer(spec)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        graph = cut_after(onnx.load(str(spec.file)), layers)
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch([self.prefix + t for t in texts])
-        lengths = [len(e.ids) for e in encodings]
-        out = np.zeros((len(texts), 384), np.float32)
-        for bucket in length_buckets(lengths, 8):
-            width = max(lengths[i] for i in bucket)
-            ids = np.zeros((len(bucket), width), np.int64)
-            mask = np.zeros_like(ids)
-            for row, i in enumerate(bucket):
-                ids[row, :lengths[i]] = encodings[i].ids
-                mask[row, :lengths[i]] = 1
-            out[bucket] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        return out
+def depth_encoder(layers: int, folder: Path) -> TextEncoder:
+    """The runtime encoder (prefix, tokenizer, buckets of 8) on e5-small-v2 cut after `layers`;
+    the cut graph is written to `folder`, and its sha256 is what the runtime checks."""
+    spec = load_manifest(MODELS_DIR / "manifest.json").resolve("embedding", ENCODER)
+    path = folder / f"e5-small-v2.layers-{layers}.onnx"
+    path.write_bytes(cut_after(onnx.load(str(spec.file)), layers))
+    cut = dataclasses.replace(spec, file=path, sha256=sha256_of(path))
+    return TextEncoder(cut, threads=1, bucket_size=8)
 
 
 def fit_predict(x: np.ndarray, labels: np.ndarray, is_val: np.ndarray) -> np.ndarray:
@@ -112,7 +96,7 @@ def paired_difference(metric: str, truth: np.ndarray, full: np.ndarray,
     return [r4(np.percentile(draws, 2.5)), r4(np.percentile(draws, 97.5))]
 
 
-def probe_task(task: str, depths: dict[int, Depth], rates: dict[int, list[float]]
+def probe_task(task: str, depths: dict[int, TextEncoder], rates: dict[int, list[float]]
                ) -> dict[str, Any]:
     metric, mapping = TASKS[task]
     rows, is_val = task_rows(task)
@@ -146,12 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(1 <= k < FULL for k in cuts):
         parser.error(f"--layers {args.layers}: give depths between 1 and {FULL - 1}")
     started = time.perf_counter()
-    depths = {layers: Depth(layers) for layers in [FULL, *cuts]}
-    rates: dict[int, list[float]] = {layers: [] for layers in depths}
-    tasks = {}
-    for task in TASKS:
-        tasks[task] = probe_task(task, depths, rates)
-        print(task, tasks[task], flush=True)
+    with tempfile.TemporaryDirectory(prefix="layer-probe-") as folder:
+        depths = {layers: depth_encoder(layers, Path(folder)) for layers in [FULL, *cuts]}
+        rates: dict[int, list[float]] = {layers: [] for layers in depths}
+        tasks = {}
+        for task in TASKS:
+            tasks[task] = probe_task(task, depths, rates)
+            print(task, tasks[task], flush=True)
     write_json(args.out, {
         "encoder": ENCODER, "layers": [FULL, *cuts], "tasks": tasks,
         "texts_per_s_one_thread": {str(k): r4(float(np.mean(v))) for k, v in rates.items()},

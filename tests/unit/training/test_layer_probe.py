@@ -4,6 +4,8 @@ vectors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ pytest.importorskip("sklearn")
 import onnx
 
 from models_onnx.training.common import MODELS_DIR
-from models_onnx.training.layer_probe import ENCODER, FULL, Depth, cut_after
+from models_onnx.training.layer_probe import ENCODER, FULL, cut_after, depth_encoder
 from stream.models.encoder import TextEncoder
 from stream.models.manifest import load_manifest
 
@@ -27,18 +29,19 @@ def layers_read(graph: bytes) -> set[int]:
             for node in model.graph.node if "/layer." in node.name}
 
 
-def test_the_full_depth_is_the_runtime_encoder() -> None:
+def test_the_full_depth_is_the_runtime_encoder(tmp_path: Path) -> None:
     spec = load_manifest(MODELS_DIR / "manifest.json").resolve("embedding", ENCODER)
     runtime = TextEncoder(spec, threads=1, bucket_size=8).encode(TEXTS)
-    assert np.array_equal(Depth(FULL).encode(TEXTS), runtime)
+    assert np.array_equal(depth_encoder(FULL, tmp_path).encode(TEXTS), runtime)
 
 
 @pytest.mark.parametrize("layers", [1, 6])
-def test_a_cut_runs_only_its_first_layers_and_pools_to_unit_vectors(layers: int) -> None:
+def test_a_cut_runs_only_its_first_layers_and_pools_to_unit_vectors(layers: int,
+                                                                     tmp_path: Path) -> None:
     spec = load_manifest(MODELS_DIR / "manifest.json").resolve("embedding", ENCODER)
     full = onnx.load(str(spec.file))
     assert layers_read(cut_after(full, FULL)) == set(range(FULL))
     assert layers_read(cut_after(full, layers)) == set(range(layers))
-    vectors = Depth(layers).encode(TEXTS)
+    vectors = depth_encoder(layers, tmp_path).encode(TEXTS)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert not np.allclose(vectors, Depth(FULL).encode(TEXTS), atol=1e-3)
+    assert not np.allclose(vectors, depth_encoder(FULL, tmp_path).encode(TEXTS), atol=1e-3)
