@@ -110,12 +110,13 @@ class Enricher:
         self.shadow_encoders = {version: encoder(version)
                                 for _, version in self.challengers
                                 if version != self.encoder.version}
-        escalation = manifest.cascade(settings.profile)
-        self.cascade = None if escalation is None or escalation.encoder == self.encoder.version \
-            else Cascade(encoder(escalation.encoder),
-                         [load_classifier(spec, threads=threads, spinning=spinning)
-                          for spec in manifest.heads_on(escalation.encoder)],
-                         escalation.min_confidence)
+        escalation = manifest.cascade(settings.profile, self.encoder.version)
+        self.cascade = None if escalation is None else Cascade(
+            encoder(escalation.encoder),
+            [load_classifier(spec, threads=threads, spinning=spinning)
+             for spec in manifest.heads_on(escalation.encoder)],
+            escalation.min_confidence,
+            {model.task: model.contract for model in self.classifiers})
         tier = manifest.tier_versions(self.encoder.version, settings.language_tier)
         self.tier = None if not tier else LanguageTier(
             encoder(tier[EMBEDDING_TASK]),
@@ -142,8 +143,7 @@ class Enricher:
         batch = BatchView(texts, [events[i].content_type for i in with_text], embeddings)
         per_item = run_models(self.classifiers, batch, timings)
         if self.cascade is not None:
-            contracts = {model.task: model.contract for model in self.classifiers}
-            self.cascade.serve(batch, per_item, contracts, timings)
+            self.cascade.serve(batch, per_item, timings)
         if self.tier is not None:
             self.tier.serve(batch, per_item, timings)
         shadows = self._shadow(batch, per_item, timings)
@@ -173,14 +173,16 @@ class Cascade:
     """A stronger encoder and its heads, for the items the profile's heads are unsure of."""
 
     def __init__(self, encoder: TextEncoder, heads: Sequence[Classifier],
-                 min_confidence: Mapping[str, float]) -> None:
+                 min_confidence: Mapping[str, float],
+                 contracts: Mapping[str, ClassifierSpec]) -> None:
+        """`contracts`: the profile's own heads by task, whose signals are judged."""
         self.encoder, self.heads = encoder, list(heads)
-        self.min_confidence = dict(min_confidence)
+        self.min_confidence, self.contracts = dict(min_confidence), dict(contracts)
 
     def serve(self, batch: BatchView, per_item: list[dict[str, Signal]],
-              contracts: Mapping[str, ClassifierSpec], timings: ModelTimings | None) -> None:
+              timings: ModelTimings | None) -> None:
         """Encode the escalated rows again and let the stronger heads' signals replace theirs."""
-        rows = escalated_rows(per_item, batch.content_types, contracts, self.min_confidence)
+        rows = escalated_rows(per_item, batch.content_types, self.contracts, self.min_confidence)
         if not rows:
             return
         served = encode_again(self.encoder, self.heads, batch, rows, per_item, timings)

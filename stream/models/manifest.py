@@ -144,9 +144,11 @@ class Manifest:
                               f"{['default', *sorted(self.profiles)]}")
         return dict(self.profiles[name])
 
-    def cascade(self, name: str) -> CascadeSpec | None:
-        """The escalation of profile `name`, if it has one."""
-        return self.cascades.get(name)
+    def cascade(self, name: str, encoder: str | None = None) -> CascadeSpec | None:
+        """The escalation of profile `name`, if it has one — and, given the `encoder` the
+        profile runs, only if it escalates to another one (onto itself it would serve nothing)."""
+        spec = self.cascades.get(name)
+        return None if spec is None or spec.encoder == encoder else spec
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -255,8 +255,8 @@ def plan_replay(request: ReplayRequest, settings: Settings) -> Plan:
     tier = manifest.tier_versions(versions["embedding"], settings.language_tier)
     if tier:             # the tier serves some items: its models shape their records
         options |= {"language_tier": tier}
-    cascade = manifest.cascade(settings.profile)
-    if cascade is not None and cascade.encoder != versions["embedding"]:   # so does a cascade's
+    cascade = manifest.cascade(settings.profile, versions["embedding"])
+    if cascade is not None:   # so do a cascade's
         options |= {"cascade": {"encoder": cascade.encoder,
                                 "min_confidence": cascade.min_confidence}}
     if request.index:    # a checkpoint of a replay without the index must not resume into one
